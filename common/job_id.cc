@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-
 namespace exportd {
 namespace {
 
@@ -21,7 +20,9 @@ bool IsWellFormedJobId(std::string_view id) {
   return id.size() == kJobIdLength && std::all_of(id.begin(), id.end(), IsLowerHex);
 }
 
-absl::Time JobIdTime(std::string_view id) { return absl::FromUnixMicros(ParseHex(id.substr(0, 16))); }
+absl::Time JobIdTime(std::string_view id) {
+  return absl::FromUnixMicros(ParseHex(id.substr(0, 16)));
+}
 
 JobIdGenerator::JobIdGenerator(const Clock* clock)
     : clock_(clock), random_(std::random_device{}()) {}

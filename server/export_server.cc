@@ -1,0 +1,123 @@
+#include "server/export_server.h"
+
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/executor.h"
+#include "server/export_service.h"
+#include "server/job_manager.h"
+#include "server/progress_hub.h"
+#include "storage/rocksdb_job_store.h"
+
+namespace exportd {
+
+namespace {
+
+constexpr char kServiceName[] = "exportjobs.v1.ExportService";
+
+absl::Status PrepareDataDir(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("data_dir: must be set");
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error || !std::filesystem::is_directory(dir)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data_dir: cannot use \"", dir, "\" as a directory",
+        error ? absl::StrCat(": ", error.message()) : std::string(": it is not a directory")));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+class ExportServer::Impl {
+ public:
+  // Declaration order is destruction order in reverse: the gRPC server goes first, the store last.
+  ServerOptions options;
+  std::unique_ptr<JobStore> store;
+  std::unique_ptr<Executor> readers;
+  ProgressHub hub;
+  std::unique_ptr<JobManager> jobs;
+  std::unique_ptr<ExportServiceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+  std::string address;
+
+  std::once_flag shutdown_once;
+
+  void Shutdown() {
+    std::call_once(shutdown_once, [this] { ShutdownOnce(); });
+  }
+
+  void ShutdownOnce() {
+    if (server) {
+      server->GetHealthCheckService()->SetServingStatus(false);
+      // Watchers get what is queued and an UNAVAILABLE end; new watches are refused.
+      hub.Shutdown();
+      // No new calls; in-flight calls finish (the committer and readers still run) or are
+      // cancelled at the deadline.
+      server->Shutdown(absl::ToChronoTime(absl::Now() + options.shutdown_grace));
+    }
+    if (jobs) jobs->Shutdown();
+    if (readers) readers->Shutdown();
+    if (server) server->Wait();
+    server.reset();
+    service.reset();
+    jobs.reset();
+    readers.reset();
+    store.reset();  // Closes RocksDB.
+  }
+};
+
+absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  EXPORTD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
+  RocksDbJobStore::Options store_options;
+  store_options.path = (std::filesystem::path(options.data_dir) / "jobs").string();
+  EXPORTD_ASSIGN_OR_RETURN(impl->store, RocksDbJobStore::Open(store_options));
+
+  impl->readers = std::make_unique<Executor>("exportd-read", options.read_threads);
+  ProgressHub* hub = &impl->hub;
+  EXPORTD_ASSIGN_OR_RETURN(
+      impl->jobs, JobManager::Start(impl->store.get(), options.clock, impl->readers.get(),
+                                    JobManager::Options{},
+                                    [hub](const JobChange& change) { hub->Publish(change); }));
+  impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
+                                                      impl->readers.get(), options.create_limits,
+                                                      options.watch_limits);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(impl->service.get());
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || port == 0) {
+    impl->server.reset();
+    return absl::UnavailableError(
+        absl::StrCat("grpc_address: cannot listen on ", options.grpc_address));
+  }
+  impl->server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+  const std::string& requested = options.grpc_address;
+  impl->address = absl::StrCat(requested.substr(0, requested.rfind(':')), ":", port);
+  return std::unique_ptr<ExportServer>(new ExportServer(std::move(impl)));
+}
+
+ExportServer::ExportServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ExportServer::~ExportServer() { Shutdown(); }
+
+const std::string& ExportServer::grpc_address() const { return impl_->address; }
+
+JobManager* ExportServer::job_manager() const { return impl_->jobs.get(); }
+
+void ExportServer::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace exportd

@@ -1,0 +1,61 @@
+// ExportServer: one running export-server — the job store, the job manager, the progress hub and
+// the gRPC server with ExportService, health checking and reflection — assembled from options.
+// Used by main() and by tests that want a real server in-process.
+//
+// Thread safety: Shutdown may be called from any thread, once or more.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "server/job_manager.h"
+#include "server/validation.h"
+#include "server/watch_reactor.h"
+
+namespace exportd {
+
+struct ServerOptions {
+  // Holds the RocksDB database (jobs/) and, later, part files. Created when missing.
+  std::string data_dir = "data";
+  // HOST:PORT; port 0 picks a free port (see ExportServer::grpc_address()).
+  std::string grpc_address = "127.0.0.1:50051";
+  // Time in-flight calls get to finish at shutdown before they are cancelled.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  int read_threads = 2;
+  CreateLimits create_limits;
+  WatchLimits watch_limits;
+  // Not owned; must outlive the server.
+  const Clock* clock = Clock::Real();
+};
+
+class ExportServer {
+ public:
+  // Opens the store and starts serving. Errors: INVALID_ARGUMENT for unusable options,
+  // UNAVAILABLE when the data directory cannot be opened (e.g. another server holds it) or the
+  // address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<ExportServer>> Start(const ServerOptions& options);
+
+  // Shuts down gracefully (see Shutdown).
+  ~ExportServer();
+
+  // The address the gRPC server listens on, with the real port.
+  const std::string& grpc_address() const;
+
+  // The job state machine, for services embedded in the same process (and tests).
+  JobManager* job_manager() const;
+
+  // Stops taking calls, ends watch streams after their queued state (UNAVAILABLE, to resume),
+  // lets in-flight calls finish within shutdown_grace, then closes the store. Idempotent.
+  void Shutdown();
+
+  class Impl;
+
+ private:
+  explicit ExportServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace exportd

@@ -1,0 +1,61 @@
+// ExportServiceImpl: the public gRPC API on the callback API. Handlers validate on the gRPC
+// thread (CPU only), hand the work to the JobManager or the watch streams, and finish the call
+// from there; no handler blocks.
+//
+// Thread safety: called by gRPC from any thread.
+#pragma once
+
+#include <string>
+
+#include "exportjobs/v1/export_service.grpc.pb.h"
+#include "server/executor.h"
+#include "server/job_manager.h"
+#include "server/progress_hub.h"
+#include "server/validation.h"
+#include "server/watch_reactor.h"
+#include "storage/job_store.h"
+
+namespace exportd {
+
+class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackService {
+ public:
+  // All pointers must outlive the service.
+  ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store, Executor* readers,
+                    CreateLimits create_limits, WatchLimits watch_limits);
+
+  grpc::ServerUnaryReactor* CreateExportJob(grpc::CallbackServerContext* context,
+                                            const exportjobs::v1::CreateExportJobRequest* request,
+                                            exportjobs::v1::ExportJob* response) override;
+  grpc::ServerUnaryReactor* GetExportJob(grpc::CallbackServerContext* context,
+                                         const exportjobs::v1::GetExportJobRequest* request,
+                                         exportjobs::v1::ExportJob* response) override;
+  grpc::ServerUnaryReactor* ListExportJobs(
+      grpc::CallbackServerContext* context, const exportjobs::v1::ListExportJobsRequest* request,
+      exportjobs::v1::ListExportJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelExportJob(grpc::CallbackServerContext* context,
+                                            const exportjobs::v1::CancelExportJobRequest* request,
+                                            exportjobs::v1::ExportJob* response) override;
+  grpc::ServerUnaryReactor* DeleteExportJob(grpc::CallbackServerContext* context,
+                                            const exportjobs::v1::DeleteExportJobRequest* request,
+                                            google::protobuf::Empty* response) override;
+  grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* WatchExportJob(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::WatchExportJobRequest* request) override;
+  grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* WatchExportJobs(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::WatchExportJobsRequest* request) override;
+
+ private:
+  // The tenant of the caller. Every caller is in the default tenant ("") until authentication
+  // assigns tenants.
+  static std::string TenantOf(const grpc::CallbackServerContext* context);
+
+  JobManager* const jobs_;
+  ProgressHub* const hub_;
+  const JobStore* const store_;
+  Executor* const readers_;
+  const CreateLimits create_limits_;
+  const WatchLimits watch_limits_;
+};
+
+}  // namespace exportd

@@ -1,0 +1,64 @@
+// ProgressHub: fans committed job changes out to watchers. Watchers of one job are found by its
+// id; watchers of all jobs see every change and filter it themselves.
+//
+// Publishing costs O(watchers of that job + watchers of all jobs) non-blocking hand-offs and no
+// allocation per watcher: the event is built once and shared.
+//
+// Thread safety: all methods are thread-safe. Publish is called by one thread (the committer),
+// so each watcher sees changes in commit order.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "exportjobs/v1/export_service.pb.h"
+#include "storage/job_store.h"
+
+namespace exportd {
+
+using ExportJobEvent = exportjobs::v1::ExportJobEvent;
+using EventPtr = std::shared_ptr<const ExportJobEvent>;
+
+// What the hub delivers to. Implementations must not block in either method.
+class WatchTarget {
+ public:
+  virtual ~WatchTarget() = default;
+  // `tenant` owns the job.
+  virtual void Deliver(const EventPtr& event, const std::string& tenant) = 0;
+  // The server is shutting down: flush what is queued, then end the stream.
+  virtual void ServerShutdown() = 0;
+};
+
+class ProgressHub {
+ public:
+  // Registers a watcher of job `id` (or, with an empty id, of all jobs). Returns false, and
+  // registers nothing, once Shutdown has begun.
+  bool Add(const std::string& id, std::shared_ptr<WatchTarget> target);
+  void Remove(const std::string& id, const WatchTarget* target);
+
+  // Delivers the change to the job's watchers and to the watchers of all jobs.
+  void Publish(const JobChange& change);
+
+  // Tells every watcher to finish and refuses new ones.
+  void Shutdown();
+
+  size_t watcher_count() const;
+
+ private:
+  using Targets = std::vector<std::shared_ptr<WatchTarget>>;
+  // Copy-on-write: Publish takes a reference to the current list under the lock and delivers
+  // without it.
+  using TargetList = std::shared_ptr<const Targets>;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, TargetList> by_job_ ABSL_GUARDED_BY(mu_);
+  TargetList all_jobs_ ABSL_GUARDED_BY(mu_);
+  size_t count_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace exportd

@@ -1,0 +1,308 @@
+// JobManager on a real RocksDbJobStore: state transitions the public API cannot reach yet,
+// group commit, and what happens when the store refuses a write.
+#include "server/job_manager.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/validation.h"
+#include "storage/rocksdb_job_store.h"
+#include "tests/status_matchers.h"
+#include "tests/storage/temp_dir.h"
+
+namespace exportd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Forwards to a real store; Commit can be made to fail, and can be held until released, to
+// control what the real store cannot be made to do on demand.
+class ControlledStore final : public JobStore {
+ public:
+  explicit ControlledStore(JobStore* real) : real_(real) {}
+
+  absl::Status Commit(std::span<const JobChange> changes) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++commits_;
+      entered_ = true;
+      mu_.Await(absl::Condition(
+          +[](ControlledStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return !s->held_; },
+          this));
+      if (fail_) return absl::UnavailableError("disk on fire");
+    }
+    return real_->Commit(changes);
+  }
+  absl::StatusOr<JobRecord> Get(const std::string& id) const override { return real_->Get(id); }
+  absl::StatusOr<ListResult> List(const ListQuery& q) const override { return real_->List(q); }
+  absl::StatusOr<std::optional<std::string>> FindByRequestId(
+      const std::string& tenant, const std::string& request_id) const override {
+    return real_->FindByRequestId(tenant, request_id);
+  }
+  absl::StatusOr<std::vector<ExportJob>> ReadEvents(const std::string& id, int64_t after,
+                                                    int limit) const override {
+    return real_->ReadEvents(id, after, limit);
+  }
+  absl::StatusOr<std::vector<IndexEntry>> ScanQueue(absl::Time t, int limit) const override {
+    return real_->ScanQueue(t, limit);
+  }
+  absl::StatusOr<std::vector<IndexEntry>> ScanLeases(absl::Time t, int limit) const override {
+    return real_->ScanLeases(t, limit);
+  }
+  absl::StatusOr<std::string> LastJobId() const override { return real_->LastJobId(); }
+
+  // Commits wait from now until ReleaseCommits.
+  void HoldCommits() {
+    absl::MutexLock lock(&mu_);
+    held_ = true;
+    entered_ = false;
+  }
+  void AwaitFirstHeldCommit() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&entered_));
+  }
+  void ReleaseCommits() {
+    absl::MutexLock lock(&mu_);
+    held_ = false;
+  }
+  void FailCommits(bool fail) {
+    absl::MutexLock lock(&mu_);
+    fail_ = fail;
+  }
+  int commits() {
+    absl::MutexLock lock(&mu_);
+    return commits_;
+  }
+
+ private:
+  JobStore* const real_;
+  absl::Mutex mu_;
+  int commits_ ABSL_GUARDED_BY(mu_) = 0;
+  bool fail_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  bool entered_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RocksDbJobStore::Options options;
+    options.path = dir_.path() + "/jobs";
+    auto store = RocksDbJobStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    real_ = *std::move(store);
+    store_ = std::make_unique<ControlledStore>(real_.get());
+    auto manager = JobManager::Start(
+        store_.get(), &clock_, &readers_, JobManager::Options{}, [this](const JobChange& change) {
+          absl::MutexLock lock(&mu_);
+          const JobRecord& r = change.after ? *change.after : *change.before;
+          published_.push_back(
+              absl::StrCat(r.job().id(), "@", r.job().revision(), change.after ? "" : ":deleted"));
+        });
+    ASSERT_TRUE(manager.ok()) << manager.status();
+    jobs_ = *std::move(manager);
+  }
+
+  absl::StatusOr<ExportJob> Create(const std::string& request_id = "") {
+    exportjobs::v1::CreateExportJobRequest request;
+    request.set_entity_type(exportjobs::v1::ENTITY_TYPE_ACCOUNTS);
+    request.add_fields("name");
+    request.set_request_id(request_id);
+    auto normalized = ValidateAndNormalizeCreate(request, CreateLimits{});
+    if (!normalized.ok()) return normalized.status();
+    return Wait([&](auto done) { jobs_->Create(*normalized, "", std::move(done)); });
+  }
+
+  absl::StatusOr<ExportJob> Cancel(const std::string& id) {
+    return Wait([&](auto done) { jobs_->Cancel(id, "", std::move(done)); });
+  }
+
+  absl::StatusOr<ExportJob> StartProcessing(const std::string& id) {
+    return Wait([&](auto done) {
+      jobs_->Update(
+          id,
+          [](JobRecord& record) {
+            record.mutable_job()->set_status(exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING);
+            return absl::OkStatus();
+          },
+          std::move(done));
+    });
+  }
+
+  template <typename Start>
+  static absl::StatusOr<ExportJob> Wait(Start start) {
+    absl::Notification done;
+    absl::StatusOr<ExportJob> result;
+    start([&](absl::StatusOr<ExportJob> job) {
+      result = std::move(job);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  }
+
+  std::vector<std::string> Published() {
+    absl::MutexLock lock(&mu_);
+    return published_;
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  Executor readers_{"test-read", 2};
+  std::unique_ptr<JobStore> real_;
+  std::unique_ptr<ControlledStore> store_;
+  std::unique_ptr<JobManager> jobs_;
+  absl::Mutex mu_;
+  std::vector<std::string> published_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(JobManagerTest, CancelOfProcessingJobRequestsCancellation) {
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+  ASSERT_OK_AND_ASSIGN(ExportJob processing, StartProcessing(job.id()));
+
+  ASSERT_OK_AND_ASSIGN(ExportJob requested, Cancel(job.id()));
+
+  EXPECT_EQ(requested.status(), exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING);
+  EXPECT_TRUE(requested.cancel_requested());
+  EXPECT_EQ(requested.revision(), processing.revision() + 1);
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, real_->Get(job.id()));
+  EXPECT_TRUE(stored.job().cancel_requested());
+}
+
+TEST_F(JobManagerTest, RepeatedCancelOfProcessingJobChangesNothing) {
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+  ASSERT_OK(StartProcessing(job.id()));
+  ASSERT_OK_AND_ASSIGN(ExportJob first, Cancel(job.id()));
+  const size_t published = Published().size();
+
+  ASSERT_OK_AND_ASSIGN(ExportJob second, Cancel(job.id()));
+
+  EXPECT_EQ(second.revision(), first.revision());
+  EXPECT_EQ(Published().size(), published);
+}
+
+TEST_F(JobManagerTest, DeleteOfProcessingJobIsFailedPrecondition) {
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+  ASSERT_OK(StartProcessing(job.id()));
+  absl::Notification done;
+  absl::Status status;
+  jobs_->Delete(job.id(), "", [&](absl::Status s) {
+    status = s;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is processing")));
+}
+
+TEST_F(JobManagerTest, AnotherTenantsJobIsNotFound) {
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+  absl::StatusOr<ExportJob> got =
+      Wait([&](auto done) { jobs_->Get(job.id(), "tenant-b", std::move(done)); });
+  absl::StatusOr<ExportJob> cancelled =
+      Wait([&](auto done) { jobs_->Cancel(job.id(), "tenant-b", std::move(done)); });
+  EXPECT_THAT(got, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(cancelled, StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(JobManagerTest, FailedMutationLeavesTheJobUnchanged) {
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+  absl::StatusOr<ExportJob> result = Wait([&](auto done) {
+    jobs_->Update(
+        job.id(),
+        [](JobRecord& record) {
+          record.mutable_job()->set_error_message("half-done");
+          return absl::AbortedError("lease lost");
+        },
+        std::move(done));
+  });
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kAborted, HasSubstr("lease lost")));
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, real_->Get(job.id()));
+  EXPECT_EQ(stored.job().revision(), 1);
+  EXPECT_EQ(stored.job().error_message(), "");
+}
+
+TEST_F(JobManagerTest, ConcurrentRequestsShareOneSyncedWrite) {
+  ASSERT_OK(Create());  // Warm: one commit.
+  store_->HoldCommits();
+  std::vector<absl::StatusOr<ExportJob>> results(100);
+  absl::Mutex mu;
+  int answered = 0;
+  bool all = false;
+  exportjobs::v1::CreateExportJobRequest request;
+  request.set_entity_type(exportjobs::v1::ENTITY_TYPE_ACCOUNTS);
+  auto normalized = ValidateAndNormalizeCreate(request, CreateLimits{});
+  ASSERT_OK(normalized);
+  for (int i = 0; i < 100; ++i) {
+    jobs_->Create(*normalized, "", [&, i](absl::StatusOr<ExportJob> job) {
+      results[i] = std::move(job);
+      absl::MutexLock lock(&mu);
+      all = ++answered == 100;
+    });
+    if (i == 0) store_->AwaitFirstHeldCommit();  // The committer holds request 0 alone.
+  }
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(answered, 0) << "nothing is answered before its write is durable";
+  }
+  store_->ReleaseCommits();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&all));
+  }
+
+  for (const auto& r : results) EXPECT_OK(r);
+  EXPECT_EQ(store_->commits(), 3);  // The warm-up, request 0, then requests 1-99 together.
+}
+
+TEST_F(JobManagerTest, StoreFailureAnswersUnavailableAndPublishesNothing) {
+  ASSERT_OK_AND_ASSIGN(ExportJob kept, Create());
+  store_->FailCommits(true);
+
+  absl::StatusOr<ExportJob> failed = Create("r-1");
+  absl::StatusOr<ExportJob> cancel = Cancel(kept.id());
+
+  EXPECT_THAT(failed, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk on fire")));
+  EXPECT_THAT(cancel, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(Published().size(), 1u);
+  store_->FailCommits(false);
+  ASSERT_OK_AND_ASSIGN(ExportJob retried, Create("r-1"));
+  EXPECT_EQ(retried.revision(), 1);
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, real_->Get(kept.id()));
+  EXPECT_EQ(stored.job().status(), exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
+}
+
+TEST_F(JobManagerTest, ChangesArePublishedInCommitOrder) {
+  ASSERT_OK_AND_ASSIGN(ExportJob a, Create());
+  ASSERT_OK_AND_ASSIGN(ExportJob b, Create());
+  ASSERT_OK(Cancel(b.id()));
+  ASSERT_OK(Cancel(a.id()));
+  absl::Notification deleted;
+  jobs_->Delete(a.id(), "", [&](absl::Status) { deleted.Notify(); });
+  deleted.WaitForNotification();
+
+  EXPECT_THAT(Published(), ::testing::ElementsAre(a.id() + "@1", b.id() + "@1", b.id() + "@2",
+                                                  a.id() + "@2", a.id() + "@2:deleted"));
+}
+
+TEST_F(JobManagerTest, IdsKeepIncreasingAcrossRestartsWhenTheClockStepsBack) {
+  ASSERT_OK_AND_ASSIGN(ExportJob before, Create());
+  jobs_.reset();
+  clock_.Advance(absl::Hours(-1));
+  auto manager = JobManager::Start(store_.get(), &clock_, &readers_, JobManager::Options{},
+                                   [](const JobChange&) {});
+  ASSERT_OK(manager);
+  jobs_ = *std::move(manager);
+
+  ASSERT_OK_AND_ASSIGN(ExportJob after, Create());
+
+  EXPECT_GT(after.id(), before.id());
+}
+
+}  // namespace
+}  // namespace exportd::testing
