@@ -500,5 +500,51 @@ TEST(ExportServiceTest, HealthServiceReportsServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
+// Sends one ServerReflectionRequest{list_services: ""} and returns the raw response bytes.
+class ListServicesCall : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  ListServicesCall(grpc::GenericStub& stub, grpc::ClientContext* context)
+      : request_slice_(std::string("\x3a\x00", 2)), request_(&request_slice_, 1) {
+    stub.PrepareBidiStreamingCall(context,
+                                  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                  grpc::StubOptions(), this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      std::vector<grpc::Slice> slices;
+      if (response_.Dump(&slices).ok()) {
+        for (const auto& s : slices)
+          bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      }
+    }
+  }
+  void OnDone(const grpc::Status& s) override {
+    status = s;
+    done.Notify();
+  }
+  std::string bytes;
+  grpc::Status status;
+  absl::Notification done;
+
+ private:
+  grpc::Slice request_slice_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+};
+
+TEST(ExportServiceTest, ReflectionListsExportService) {
+  TestServer server;
+  grpc::GenericStub generic(NewChannel(server.address()));
+  auto context = Deadlined();
+  ListServicesCall call(generic, context.get());
+  call.done.WaitForNotification();
+  ASSERT_TRUE(call.status.ok()) << call.status.error_message();
+  EXPECT_THAT(call.bytes, HasSubstr("exportjobs.v1.ExportService"));
+  EXPECT_THAT(call.bytes, HasSubstr("grpc.health.v1.Health"));
+}
+
 }  // namespace
 }  // namespace exportd::testing
