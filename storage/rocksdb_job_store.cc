@@ -1,0 +1,408 @@
+#include "storage/rocksdb_job_store.h"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/job_id.h"
+#include "common/status_macros.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice_transform.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "storage/keys.h"
+#include "storage/rocksdb_status.h"
+
+namespace exportd {
+namespace {
+
+using keys::ColumnFamily;
+
+constexpr int kBloomBitsPerKey = 10;
+
+absl::Time ToTime(const google::protobuf::Timestamp& timestamp) {
+  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
+}
+
+// An id or other caller-supplied string, quoted and escaped for an error message.
+std::string Quote(const std::string& s) { return absl::StrCat("\"", absl::CHexEscape(s), "\""); }
+
+// For messages (absl::string_view is not std::string_view in this Abseil).
+std::string FamilyName(ColumnFamily family) {
+  return std::string(keys::kColumnFamilyNames[keys::Index(family)]);
+}
+
+// --- Options ---
+
+rocksdb::ColumnFamilyOptions FamilyOptions(std::optional<ColumnFamily> family,
+                                           const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions options;
+  options.compaction_style = rocksdb::kCompactionStyleLevel;
+  options.level_compaction_dynamic_level_bytes = true;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  if (family == ColumnFamily::kJobs || family == ColumnFamily::kIdempotency) {
+    // Point lookups (Get, FindByRequestId): a whole-key filter.
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
+  } else if (family == ColumnFamily::kEvents) {
+    // Only read by scans within one job's id: a filter on the id prefix instead.
+    options.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(kJobIdLength));
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
+    table.whole_key_filtering = false;
+  }
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return options;
+}
+
+// --- Validation of changes ---
+
+absl::Status InvalidChange(size_t index, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("change ", index, ": ", why));
+}
+
+absl::Status ValidateRecord(size_t index, const char* which, const JobRecord& record) {
+  if (!IsWellFormedJobId(record.job().id())) {
+    return InvalidChange(index, absl::StrCat(which, ".job.id ", Quote(record.job().id()),
+                                             " is not a well-formed job id"));
+  }
+  if (record.tenant().find('\0') != std::string::npos) {
+    return InvalidChange(index, absl::StrCat(which, ".tenant contains a NUL character"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateChange(size_t index, const JobChange& change) {
+  if (!change.before && !change.after) {
+    return InvalidChange(index, "before and after are both empty");
+  }
+  if (change.before) EXPORTD_RETURN_IF_ERROR(ValidateRecord(index, "before", *change.before));
+  if (change.after) EXPORTD_RETURN_IF_ERROR(ValidateRecord(index, "after", *change.after));
+  if (!change.before) {
+    const int64_t revision = change.after->job().revision();
+    if (revision != 1) {
+      return InvalidChange(index,
+                           absl::StrCat("a create needs after.job.revision 1, got ", revision));
+    }
+  } else if (change.after) {
+    const ExportJob& before = change.before->job();
+    const ExportJob& after = change.after->job();
+    if (before.id() != after.id()) {
+      return InvalidChange(
+          index, absl::StrCat("an update needs the same id in before and after, "
+                              "got before.job.id ",
+                              Quote(before.id()), " and after.job.id ", Quote(after.id())));
+    }
+    if (before.revision() < 1 || before.revision() == INT64_MAX) {
+      return InvalidChange(
+          index, absl::StrCat("before.job.revision ", before.revision(), " is out of range"));
+    }
+    if (after.revision() != before.revision() + 1) {
+      return InvalidChange(
+          index, absl::StrCat("an update needs after.job.revision ", before.revision() + 1,
+                              " (before's + 1), got ", after.revision()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// --- Index entries that follow from a record ---
+
+struct IndexKeys {
+  std::optional<std::string> queue;        // While PENDING.
+  std::optional<std::string> lease;        // While PROCESSING with a lease.
+  std::optional<std::string> idempotency;  // While the job exists, if it has a request_id.
+};
+
+IndexKeys IndexKeysOf(const JobRecord& record) {
+  const ExportJob& job = record.job();
+  IndexKeys index;
+  if (job.status() == exportjobs::v1::EXPORT_JOB_STATUS_PENDING) {
+    const absl::Time ready_at =
+        record.has_ready_at() ? ToTime(record.ready_at()) : ToTime(job.created_at());
+    index.queue = keys::TimeIndexKey(ready_at, job.id());
+  }
+  if (job.status() == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING && record.has_lease()) {
+    index.lease = keys::TimeIndexKey(ToTime(record.lease().expires_at()), job.id());
+  }
+  if (!job.request_id().empty()) {
+    index.idempotency = keys::IdempotencyKey(record.tenant(), job.request_id());
+  }
+  return index;
+}
+
+// --- The store ---
+
+class RocksDbJobStoreImpl final : public RocksDbJobStore {
+ public:
+  using Handles = std::array<rocksdb::ColumnFamilyHandle*, keys::kColumnFamilyCount>;
+
+  // Takes ownership of `db` and of the handles.
+  RocksDbJobStoreImpl(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* default_handle,
+                      const Handles& handles)
+      : db_(db), default_handle_(default_handle), handles_(handles) {}
+
+  ~RocksDbJobStoreImpl() override {
+    for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+      db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    }
+    db_->DestroyColumnFamilyHandle(default_handle_).PermitUncheckedError();
+    // Every acknowledged write is already in the synced WAL; a failed close loses nothing.
+    db_->Close().PermitUncheckedError();
+  }
+
+  RocksDbJobStoreImpl(const RocksDbJobStoreImpl&) = delete;
+  RocksDbJobStoreImpl& operator=(const RocksDbJobStoreImpl&) = delete;
+
+  absl::Status Commit(std::span<const JobChange> changes) override {
+    for (size_t i = 0; i < changes.size(); ++i) {
+      EXPORTD_RETURN_IF_ERROR(ValidateChange(i, changes[i]));
+    }
+    if (changes.empty()) return absl::OkStatus();
+    rocksdb::WriteBatch batch;
+    for (const JobChange& change : changes) {
+      EXPORTD_RETURN_IF_ERROR(AddChange(change, &batch));
+    }
+    rocksdb::WriteOptions options;
+    options.sync = true;
+    return FromRocksDbStatus(db_->Write(options, &batch), "writing the job changes");
+  }
+
+  absl::StatusOr<JobRecord> Get(const std::string& id) const override {
+    std::string value;
+    const rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), Family(ColumnFamily::kJobs), keys::JobKey(id), &value);
+    if (status.IsNotFound()) return absl::NotFoundError(absl::StrCat("no job ", Quote(id)));
+    EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(status, absl::StrCat("reading job ", Quote(id))));
+    JobRecord record;
+    if (!record.ParseFromString(value)) {
+      return absl::DataLossError(absl::StrCat("job ", Quote(id), ": unparsable record"));
+    }
+    return record;
+  }
+
+  absl::StatusOr<ListResult> List(const ListQuery& query) const override {
+    if (query.limit <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ListQuery.limit must be positive, got ", query.limit));
+    }
+    rocksdb::ReadOptions options;
+    const rocksdb::Slice upper_bound(query.before_id);
+    if (!query.before_id.empty()) options.iterate_upper_bound = &upper_bound;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(ColumnFamily::kJobs)));
+    ListResult result;
+    for (it->SeekToLast(); it->Valid(); it->Prev()) {
+      JobRecord record;
+      if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError(
+            absl::StrCat("job ", Quote(it->key().ToString()), ": unparsable record"));
+      }
+      if (!Matches(query, record.job())) continue;
+      if (result.jobs.size() == static_cast<size_t>(query.limit)) {
+        result.more = true;
+        break;
+      }
+      result.jobs.push_back(std::move(record));
+    }
+    EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(it->status(), "listing jobs"));
+    return result;
+  }
+
+  absl::StatusOr<std::optional<std::string>> FindByRequestId(
+      const std::string& tenant, const std::string& request_id) const override {
+    // No key can hold these: a job without a request_id has no entry, and tenants with '\0'
+    // are refused by Commit.
+    if (request_id.empty() || tenant.find('\0') != std::string::npos) return std::nullopt;
+    std::string id;
+    const rocksdb::Status status =
+        db_->Get(rocksdb::ReadOptions(), Family(ColumnFamily::kIdempotency),
+                 keys::IdempotencyKey(tenant, request_id), &id);
+    if (status.IsNotFound()) return std::nullopt;
+    EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(status, "reading an idempotency key"));
+    return id;
+  }
+
+  absl::StatusOr<std::vector<ExportJob>> ReadEvents(const std::string& id, int64_t after_revision,
+                                                    int limit) const override {
+    if (limit <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
+    }
+    std::vector<ExportJob> events;
+    // Other ids could match a shorter or longer id by prefix; no job has such an id.
+    if (!IsWellFormedJobId(id) || after_revision == INT64_MAX) return events;
+    const std::string lower = keys::EventKey(id, after_revision < 0 ? 0 : after_revision + 1);
+    const std::string upper = keys::JobPrefixEnd(id);
+    const rocksdb::Slice lower_bound(lower);
+    const rocksdb::Slice upper_bound(upper);
+    rocksdb::ReadOptions options;
+    options.iterate_lower_bound = &lower_bound;
+    options.iterate_upper_bound = &upper_bound;
+    options.prefix_same_as_start = true;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(ColumnFamily::kEvents)));
+    for (it->Seek(lower); it->Valid() && events.size() < static_cast<size_t>(limit); it->Next()) {
+      ExportJob& event = events.emplace_back();
+      if (!event.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError(absl::StrCat("job ", Quote(id), ": unparsable event"));
+      }
+    }
+    EXPORTD_RETURN_IF_ERROR(
+        FromRocksDbStatus(it->status(), absl::StrCat("reading the events of job ", Quote(id))));
+    return events;
+  }
+
+  absl::StatusOr<std::vector<IndexEntry>> ScanQueue(absl::Time ready_by, int limit) const override {
+    return ScanTimeIndex(ColumnFamily::kQueue, ready_by, limit);
+  }
+
+  absl::StatusOr<std::vector<IndexEntry>> ScanLeases(absl::Time expired_by,
+                                                     int limit) const override {
+    return ScanTimeIndex(ColumnFamily::kLeases, expired_by, limit);
+  }
+
+  absl::StatusOr<std::string> LastJobId() const override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), Family(ColumnFamily::kJobs)));
+    it->SeekToLast();
+    std::string id = it->Valid() ? it->key().ToString() : std::string();
+    EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(it->status(), "reading the last job id"));
+    return id;
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* Family(ColumnFamily family) const {
+    return handles_[keys::Index(family)];
+  }
+
+  static bool Matches(const ListQuery& query, const ExportJob& job) {
+    return (query.status == exportjobs::v1::EXPORT_JOB_STATUS_UNSPECIFIED ||
+            job.status() == query.status) &&
+           (query.entity_type == exportjobs::v1::ENTITY_TYPE_UNSPECIFIED ||
+            job.entity_type() == query.entity_type);
+  }
+
+  // Replaces the entry `before` by `after` (either may be absent) in an index family.
+  absl::Status ReplaceIndexEntry(ColumnFamily family, const std::optional<std::string>& before,
+                                 const std::optional<std::string>& after, const std::string& value,
+                                 rocksdb::WriteBatch* batch) const {
+    if (before == after) return absl::OkStatus();
+    if (before) {
+      EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(batch->Delete(Family(family), *before)));
+    }
+    if (after) {
+      EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(batch->Put(Family(family), *after, value)));
+    }
+    return absl::OkStatus();
+  }
+
+  // Adds the writes of one validated change to `batch`.
+  absl::Status AddChange(const JobChange& change, rocksdb::WriteBatch* batch) const {
+    const std::string& id = change.after ? change.after->job().id() : change.before->job().id();
+    const IndexKeys before = change.before ? IndexKeysOf(*change.before) : IndexKeys{};
+    const IndexKeys after = change.after ? IndexKeysOf(*change.after) : IndexKeys{};
+    EXPORTD_RETURN_IF_ERROR(
+        ReplaceIndexEntry(ColumnFamily::kQueue, before.queue, after.queue, "", batch));
+    EXPORTD_RETURN_IF_ERROR(
+        ReplaceIndexEntry(ColumnFamily::kLeases, before.lease, after.lease, "", batch));
+    EXPORTD_RETURN_IF_ERROR(ReplaceIndexEntry(ColumnFamily::kIdempotency, before.idempotency,
+                                              after.idempotency, id, batch));
+    if (change.after) {
+      std::string record;
+      std::string event;
+      if (!change.after->SerializeToString(&record) ||
+          !change.after->job().SerializeToString(&event)) {
+        return absl::InternalError(absl::StrCat("job ", Quote(id), ": cannot serialize"));
+      }
+      EXPORTD_RETURN_IF_ERROR(
+          FromRocksDbStatus(batch->Put(Family(ColumnFamily::kJobs), keys::JobKey(id), record)));
+      EXPORTD_RETURN_IF_ERROR(
+          FromRocksDbStatus(batch->Put(Family(ColumnFamily::kEvents),
+                                       keys::EventKey(id, change.after->job().revision()), event)));
+    } else {
+      const std::string start = keys::JobPrefixStart(id);
+      const std::string end = keys::JobPrefixEnd(id);
+      EXPORTD_RETURN_IF_ERROR(
+          FromRocksDbStatus(batch->Delete(Family(ColumnFamily::kJobs), keys::JobKey(id))));
+      EXPORTD_RETURN_IF_ERROR(
+          FromRocksDbStatus(batch->DeleteRange(Family(ColumnFamily::kEvents), start, end)));
+      EXPORTD_RETURN_IF_ERROR(
+          FromRocksDbStatus(batch->DeleteRange(Family(ColumnFamily::kParts), start, end)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<IndexEntry>> ScanTimeIndex(ColumnFamily family, absl::Time by,
+                                                        int limit) const {
+    if (limit <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
+    }
+    const std::string upper = keys::TimeIndexUpperBound(by);
+    const rocksdb::Slice upper_bound(upper);
+    rocksdb::ReadOptions options;
+    options.iterate_upper_bound = &upper_bound;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(family)));
+    std::vector<IndexEntry> entries;
+    for (it->SeekToFirst(); it->Valid() && entries.size() < static_cast<size_t>(limit);
+         it->Next()) {
+      const std::optional<keys::TimeIndexEntry> entry =
+          keys::DecodeTimeIndexKey(std::string_view(it->key().data(), it->key().size()));
+      if (!entry) {
+        return absl::DataLossError(
+            absl::StrCat(FamilyName(family), ": malformed key ", Quote(it->key().ToString())));
+      }
+      entries.push_back(IndexEntry{entry->time, std::string(entry->id)});
+    }
+    EXPORTD_RETURN_IF_ERROR(
+        FromRocksDbStatus(it->status(), absl::StrCat("scanning ", FamilyName(family))));
+    return entries;
+  }
+
+  const std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* const default_handle_;
+  const Handles handles_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Open(const Options& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("RocksDbJobStore::Options.path is empty");
+  }
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.keep_log_file_num = 10;
+
+  const std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(std::nullopt, cache));
+  for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) {
+    descriptors.emplace_back(std::string(keys::kColumnFamilyNames[i]),
+                             FamilyOptions(static_cast<ColumnFamily>(i), cache));
+  }
+
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  EXPORTD_RETURN_IF_ERROR(
+      FromRocksDbStatus(rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &db),
+                        absl::StrCat("opening the job store at ", options.path)));
+  // On success RocksDB returns one handle per descriptor, in order.
+  RocksDbJobStoreImpl::Handles family_handles;
+  for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) family_handles[i] = handles[i + 1];
+  return std::make_unique<RocksDbJobStoreImpl>(db, handles[0], family_handles);
+}
+
+}  // namespace exportd
