@@ -1,0 +1,623 @@
+// exportd-bench: measures a running export-server from the outside, over gRPC.
+//
+// By default it starts the export-server binary on a fresh temporary data directory and port 0,
+// and stops it (SIGTERM) and removes the directory when done; --server=HOST:PORT measures a
+// server that is already running instead. It prints one JSON line per measurement to stdout,
+// and after the --runs of a measurement a summary line with the median, min and max:
+//
+//   create        creates with exactly C calls in flight (the callback API, one process), for
+//                 each C in --create_concurrency: throughput and latency.
+//   watch_fanout  W WatchExportJobs watchers, then creates at --update_rate per second; the
+//                 latency from sending a create to each watcher receiving its event.
+//
+// Progress and errors go to stderr. Every call has a deadline (--deadline_ms for unary calls;
+// watch streams get one that covers the whole measurement).
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "exportjobs/v1/export_service.grpc.pb.h"
+#include "tests/support/server_process.h"
+
+#ifndef EXPORT_SERVER_PATH
+#define EXPORT_SERVER_PATH ""
+#endif
+
+ABSL_FLAG(std::string, server, "",
+          "HOST:PORT of a running export-server to measure; empty starts --server_binary");
+ABSL_FLAG(std::string, server_binary, EXPORT_SERVER_PATH,
+          "The export-server binary to start when --server is empty");
+ABSL_FLAG(bool, server_log, false, "Copy the started server's stderr to this stderr");
+ABSL_FLAG(std::string, create_concurrency, "1,64",
+          "Comma-separated numbers of create calls kept in flight, one measurement each");
+ABSL_FLAG(double, create_seconds, 5, "Measured seconds of each create measurement");
+ABSL_FLAG(double, warmup_seconds, 1, "Unmeasured seconds before each create measurement");
+ABSL_FLAG(int, watchers, 1000, "WatchExportJobs streams of the fan-out measurement (0 skips it)");
+ABSL_FLAG(int, watchers_per_channel, 50,
+          "Watch streams per channel (a connection allows ~100 concurrent streams by default)");
+ABSL_FLAG(double, update_rate, 10, "Creates per second during the fan-out measurement");
+ABSL_FLAG(double, watch_seconds, 10, "Seconds of creates in the fan-out measurement");
+ABSL_FLAG(int, runs, 1, "Runs of each measurement");
+ABSL_FLAG(int, deadline_ms, 10000, "Deadline of every unary call, in milliseconds");
+
+namespace exportd {
+namespace {
+
+using exportjobs::v1::CreateExportJobRequest;
+using exportjobs::v1::EntityType;
+using exportjobs::v1::ExportJob;
+using exportjobs::v1::ExportJobEvent;
+using exportjobs::v1::ExportService;
+using exportjobs::v1::WatchExportJobsRequest;
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+std::chrono::system_clock::time_point DeadlineAfter(absl::Duration timeout) {
+  return absl::ToChronoTime(absl::Now() + timeout);
+}
+
+std::string StatusText(const grpc::Status& status) {
+  return absl::StrCat("code ", status.error_code(), ": ", status.error_message());
+}
+
+// A channel with a connection of its own: channels with different args never share one.
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int index) {
+  grpc::ChannelArguments args;
+  args.SetInt("exportd.channel", index);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+// A small varied create request (all six entity types).
+CreateExportJobRequest MakeRequest(int n, const std::string& request_id) {
+  CreateExportJobRequest request;
+  request.set_entity_type(static_cast<EntityType>(1 + n % 6));
+  request.add_fields("id");
+  request.add_fields("name");
+  if (n % 2 == 0) request.add_fields("created_at");
+  if (n % 3 == 0) {
+    (*request.mutable_filters()->mutable_fields())["country"].set_string_value("US");
+  }
+  request.set_request_id(request_id);
+  return request;
+}
+
+// Latency summary in microseconds, nearest-rank percentiles.
+struct Latency {
+  double p50_us = 0;
+  double p99_us = 0;
+  double max_us = 0;
+
+  static Latency Of(std::vector<int64_t> nanos) {
+    Latency latency;
+    if (nanos.empty()) return latency;
+    std::sort(nanos.begin(), nanos.end());
+    auto at = [&](double q) {
+      size_t rank = static_cast<size_t>(q * static_cast<double>(nanos.size()) + 0.999999);
+      rank = std::clamp<size_t>(rank, 1, nanos.size());
+      return static_cast<double>(nanos[rank - 1]) / 1000.0;
+    };
+    latency.p50_us = at(0.50);
+    latency.p99_us = at(0.99);
+    latency.max_us = static_cast<double>(nanos.back()) / 1000.0;
+    return latency;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// create: C calls always in flight.
+
+struct CreateResult {
+  int in_flight = 0;
+  int64_t ops = 0;
+  int64_t errors = 0;
+  double seconds = 0;
+  Latency latency;
+  std::string first_error;
+
+  double ops_per_sec() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
+
+  std::string Json() const {
+    return absl::StrFormat(
+        R"({"bench":"create","in_flight":%d,"ops":%d,"seconds":%.3f,"ops_per_sec":%.1f,)"
+        R"("p50_us":%.1f,"p99_us":%.1f,"max_us":%.1f,"errors":%d})",
+        in_flight, ops, seconds, ops_per_sec(), latency.p50_us, latency.p99_us, latency.max_us,
+        errors);
+  }
+};
+
+// Keeps exactly `in_flight` creates going until stopped: each call's callback starts the next.
+// Completions inside the measurement window are counted. Thread-safe; used once.
+class CreateLoad {
+ public:
+  CreateLoad(ExportService::Stub* stub, int in_flight, absl::Duration deadline)
+      : stub_(stub), deadline_(deadline), slots_(in_flight) {
+    for (int i = 0; i < in_flight; ++i) {
+      slots_[i].request = MakeRequest(i, "");
+    }
+  }
+
+  CreateResult Run(absl::Duration warmup, absl::Duration measure) {
+    const int64_t start = NowNanos();
+    window_start_ns_ = start + absl::ToInt64Nanoseconds(warmup);
+    window_end_ns_ = window_start_ns_ + absl::ToInt64Nanoseconds(measure);
+    for (Slot& slot : slots_) StartCall(&slot);
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(warmup + measure));
+    stop_ = true;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      finished_.wait(lock, [&] { return stopped_slots_ == slots_.size(); });
+    }
+
+    CreateResult result;
+    result.in_flight = static_cast<int>(slots_.size());
+    result.seconds = static_cast<double>(window_end_ns_ - window_start_ns_) / 1e9;
+    std::vector<int64_t> latencies;
+    for (Slot& slot : slots_) {
+      result.ops += static_cast<int64_t>(slot.latencies_ns.size());
+      result.errors += slot.errors;
+      if (result.first_error.empty()) result.first_error = slot.first_error;
+      latencies.insert(latencies.end(), slot.latencies_ns.begin(), slot.latencies_ns.end());
+    }
+    result.latency = Latency::Of(std::move(latencies));
+    return result;
+  }
+
+ private:
+  // One chain of calls; touched only by the callback of its current call (and by Run once the
+  // chain has stopped).
+  struct Slot {
+    CreateExportJobRequest request;
+    std::unique_ptr<grpc::ClientContext> context;
+    ExportJob response;
+    int64_t started_ns = 0;
+    std::vector<int64_t> latencies_ns;
+    int64_t errors = 0;
+    std::string first_error;
+  };
+
+  void StartCall(Slot* slot) {
+    slot->context = std::make_unique<grpc::ClientContext>();
+    slot->context->set_deadline(DeadlineAfter(deadline_));
+    slot->started_ns = NowNanos();
+    stub_->async()->CreateExportJob(slot->context.get(), &slot->request, &slot->response,
+                                    [this, slot](grpc::Status status) { OnDone(slot, status); });
+  }
+
+  void OnDone(Slot* slot, const grpc::Status& status) {
+    const int64_t now = NowNanos();
+    if (!status.ok()) {
+      ++slot->errors;
+      if (slot->first_error.empty()) slot->first_error = StatusText(status);
+    } else if (now >= window_start_ns_ && now <= window_end_ns_) {
+      slot->latencies_ns.push_back(now - slot->started_ns);
+    }
+    if (!stop_.load()) {
+      StartCall(slot);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stopped_slots_;
+    finished_.notify_all();
+  }
+
+  ExportService::Stub* const stub_;
+  const absl::Duration deadline_;
+  std::vector<Slot> slots_;
+  int64_t window_start_ns_ = 0;  // Written before the first call starts.
+  int64_t window_end_ns_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable finished_;
+  size_t stopped_slots_ = 0;  // Guarded by mu_.
+};
+
+// ---------------------------------------------------------------------------------------------
+// watch_fanout: W watchers, creates at a fixed rate.
+
+struct FanoutResult {
+  int watchers = 0;
+  int ready_watchers = 0;   // Watchers that proved live before the updates started.
+  int failed_watchers = 0;  // Watch streams that ended before they were cancelled.
+  double updates_per_sec = 0;
+  int64_t updates = 0;
+  int64_t send_errors = 0;
+  int64_t deliveries = 0;
+  Latency latency;
+  std::string first_error;
+
+  int64_t expected_deliveries() const { return updates * watchers; }
+
+  std::string Json() const {
+    return absl::StrFormat(
+        R"({"bench":"watch_fanout","watchers":%d,"updates_per_sec":%.1f,"updates":%d,)"
+        R"("deliveries":%d,"expected_deliveries":%d,"p50_us":%.1f,"p99_us":%.1f,)"
+        R"("max_us":%.1f,"ready_watchers":%d,"failed_watchers":%d,"send_errors":%d})",
+        watchers, updates_per_sec, updates, deliveries, expected_deliveries(), latency.p50_us,
+        latency.p99_us, latency.max_us, ready_watchers, failed_watchers, send_errors);
+  }
+};
+
+// What the sender and every watcher share.
+struct FanoutShared {
+  std::string probe_prefix;   // request_id prefix of the readiness probes.
+  std::string update_prefix;  // request_id prefix of the measured creates; then the sequence.
+  // Send time of update i (steady nanoseconds), 0 until sent.
+  std::unique_ptr<std::atomic<int64_t>[]> sent_ns;
+  int64_t updates = 0;
+  std::atomic<int> ready{0};           // Watchers that received a probe.
+  std::atomic<int64_t> deliveries{0};  // First receipts of updates, over all watchers.
+  std::mutex mu;
+  std::condition_variable changed;  // Signalled when a watcher ends or all deliveries.
+  int done = 0;                     // Watchers whose stream ended. Guarded by mu.
+  int64_t expected = 0;             // Deliveries that end the wait; set before sending.
+};
+
+// One WatchExportJobs stream. Its reactions run one at a time; the results are read after
+// OnDone, which the shared `done` count publishes.
+class FanoutWatcher : public grpc::ClientReadReactor<ExportJobEvent> {
+ public:
+  explicit FanoutWatcher(FanoutShared* shared)
+      : shared_(shared), received_(static_cast<size_t>(shared->updates), false) {}
+
+  void Start(ExportService::Stub* stub, absl::Duration timeout) {
+    context_.set_deadline(DeadlineAfter(timeout));
+    stub->async()->WatchExportJobs(&context_, &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  const std::vector<int64_t>& latencies_ns() const { return latencies_ns_; }
+  const grpc::Status& status() const { return status_; }
+  bool cancelled() const { return status_.error_code() == grpc::StatusCode::CANCELLED; }
+
+ private:
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    const int64_t now = NowNanos();
+    const std::string& request_id = event_.job().request_id();
+    if (request_id.starts_with(shared_->update_prefix)) {
+      int64_t seq;
+      if (absl::SimpleAtoi(absl::string_view(request_id).substr(shared_->update_prefix.size()),
+                           &seq) &&
+          seq >= 0 && seq < shared_->updates && !received_[seq]) {
+        received_[seq] = true;
+        const int64_t sent = shared_->sent_ns[seq].load(std::memory_order_acquire);
+        if (sent > 0) latencies_ns_.push_back(now - sent);
+        if (shared_->deliveries.fetch_add(1) + 1 == shared_->expected) {
+          std::lock_guard<std::mutex> lock(shared_->mu);
+          shared_->changed.notify_all();
+        }
+      }
+    } else if (!probed_ && request_id.starts_with(shared_->probe_prefix)) {
+      probed_ = true;
+      shared_->ready.fetch_add(1);
+    }
+    StartRead(&event_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    ++shared_->done;
+    shared_->changed.notify_all();
+  }
+
+  FanoutShared* const shared_;
+  grpc::ClientContext context_;
+  WatchExportJobsRequest request_;
+  ExportJobEvent event_;
+  std::vector<bool> received_;
+  std::vector<int64_t> latencies_ns_;
+  bool probed_ = false;
+  grpc::Status status_;
+};
+
+FanoutResult RunFanout(const std::string& address, int run, int watchers, int per_channel,
+                       double rate, absl::Duration duration, absl::Duration deadline) {
+  FanoutResult result;
+  result.watchers = watchers;
+  result.updates_per_sec = rate;
+  result.updates =
+      std::max<int64_t>(1, static_cast<int64_t>(rate * absl::ToDoubleSeconds(duration)));
+
+  // Request ids must be new in every run: a reused one would return the old job, no event.
+  const std::string nonce = absl::StrCat(absl::ToUnixMicros(absl::Now()), "-", run);
+  FanoutShared shared;
+  shared.probe_prefix = absl::StrCat("bench-probe-", nonce, "-");
+  shared.update_prefix = absl::StrCat("bench-update-", nonce, "-");
+  shared.updates = result.updates;
+  shared.sent_ns = std::make_unique<std::atomic<int64_t>[]>(result.updates);
+  for (int64_t i = 0; i < result.updates; ++i) shared.sent_ns[i] = 0;
+
+  const absl::Duration kReadyTimeout = absl::Seconds(60);
+  const absl::Duration kDrainTimeout = absl::Seconds(10) + deadline;
+  const absl::Duration watch_deadline = kReadyTimeout + duration + kDrainTimeout + absl::Minutes(1);
+
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::vector<std::unique_ptr<ExportService::Stub>> stubs;
+  for (int i = 0; i * per_channel < watchers; ++i) {
+    channels.push_back(NewChannel(address, 1000 * run + i));
+    stubs.push_back(ExportService::NewStub(channels.back()));
+  }
+  std::vector<std::unique_ptr<FanoutWatcher>> reactors;
+  for (int i = 0; i < watchers; ++i) {
+    reactors.push_back(std::make_unique<FanoutWatcher>(&shared));
+    reactors.back()->Start(stubs[i / per_channel].get(), watch_deadline);
+  }
+
+  auto sender_channel = NewChannel(address, 1000 * run + 999);
+  auto sender = ExportService::NewStub(sender_channel);
+  std::atomic<int64_t> send_errors{0};
+  std::atomic<int64_t> sends_outstanding{0};
+  std::mutex first_error_mu;
+  std::string first_error;
+  auto send = [&](const std::string& request_id, int n, std::atomic<int64_t>* sent_ns) {
+    struct Call {
+      grpc::ClientContext context;
+      CreateExportJobRequest request;
+      ExportJob response;
+    };
+    auto* call = new Call;
+    call->context.set_deadline(DeadlineAfter(deadline));
+    call->request = MakeRequest(n, request_id);
+    sends_outstanding.fetch_add(1);
+    if (sent_ns != nullptr) sent_ns->store(NowNanos(), std::memory_order_release);
+    sender->async()->CreateExportJob(
+        &call->context, &call->request, &call->response, [&, call](grpc::Status status) {
+          if (!status.ok()) {
+            send_errors.fetch_add(1);
+            std::lock_guard<std::mutex> lock(first_error_mu);
+            if (first_error.empty()) first_error = absl::StrCat("create: ", StatusText(status));
+          }
+          delete call;
+          sends_outstanding.fetch_sub(1);
+        });
+  };
+
+  // Readiness: a stream sends nothing until a change, so probe until every watcher saw one.
+  const absl::Time ready_by = absl::Now() + kReadyTimeout;
+  for (int probe = 0; shared.ready.load() < watchers && absl::Now() < ready_by; ++probe) {
+    send(absl::StrCat(shared.probe_prefix, probe), probe, nullptr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::lock_guard<std::mutex> lock(shared.mu);
+    if (shared.done == watchers) break;  // Every stream failed.
+  }
+  result.ready_watchers = shared.ready.load();
+  std::cerr << "watch_fanout: " << result.ready_watchers << " of " << watchers
+            << " watchers live; sending " << result.updates << " creates at " << rate << "/s\n";
+
+  // The measured updates, paced from one start time.
+  shared.expected = result.updates * watchers;
+  const SteadyClock::time_point start = SteadyClock::now();
+  for (int64_t seq = 0; seq < result.updates; ++seq) {
+    std::this_thread::sleep_until(start + std::chrono::nanoseconds(static_cast<int64_t>(
+                                              static_cast<double>(seq) * 1e9 / rate)));
+    send(absl::StrCat(shared.update_prefix, seq), static_cast<int>(seq), &shared.sent_ns[seq]);
+  }
+  {
+    std::unique_lock<std::mutex> lock(shared.mu);
+    shared.changed.wait_for(lock, absl::ToChronoNanoseconds(kDrainTimeout), [&] {
+      return shared.deliveries.load() >= shared.expected || shared.done == watchers;
+    });
+  }
+
+  for (auto& reactor : reactors) reactor->Cancel();
+  {
+    std::unique_lock<std::mutex> lock(shared.mu);
+    shared.changed.wait(lock, [&] { return shared.done == watchers; });
+  }
+  while (sends_outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+
+  std::vector<int64_t> latencies;
+  for (const auto& reactor : reactors) {
+    latencies.insert(latencies.end(), reactor->latencies_ns().begin(),
+                     reactor->latencies_ns().end());
+    if (!reactor->cancelled()) {
+      ++result.failed_watchers;
+      if (result.first_error.empty()) {
+        result.first_error = absl::StrCat("watch: ", StatusText(reactor->status()));
+      }
+    }
+  }
+  result.deliveries = static_cast<int64_t>(latencies.size());
+  result.latency = Latency::Of(std::move(latencies));
+  result.send_errors = send_errors.load();
+  if (result.first_error.empty()) result.first_error = first_error;
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs and summaries.
+
+struct Spread {
+  double median = 0, min = 0, max = 0;
+
+  static Spread Of(std::vector<double> values) {
+    Spread spread;
+    if (values.empty()) return spread;
+    std::sort(values.begin(), values.end());
+    const size_t n = values.size();
+    spread.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+    spread.min = values.front();
+    spread.max = values.back();
+    return spread;
+  }
+
+  std::string Json() const {
+    return absl::StrFormat(R"({"median":%.1f,"min":%.1f,"max":%.1f})", median, min, max);
+  }
+};
+
+template <typename Result, typename F>
+Spread SpreadOf(const std::vector<Result>& results, F value) {
+  std::vector<double> values;
+  for (const Result& result : results) values.push_back(value(result));
+  return Spread::Of(std::move(values));
+}
+
+void PrintLine(const std::string& line) {
+  std::cout << line << std::endl;  // Flushed: one complete line per measurement.
+}
+
+int RunBenchmarks(const std::string& address) {
+  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  const absl::Duration deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  int failures = 0;
+
+  std::vector<int> concurrencies;
+  for (absl::string_view part :
+       absl::StrSplit(absl::GetFlag(FLAGS_create_concurrency), ',', absl::SkipWhitespace())) {
+    int value;
+    if (!absl::SimpleAtoi(part, &value) || value <= 0) {
+      std::cerr << "--create_concurrency: \"" << part << "\" is not a positive number\n";
+      return 2;
+    }
+    concurrencies.push_back(value);
+  }
+
+  auto channel = NewChannel(address, -1);
+  auto stub = ExportService::NewStub(channel);
+  for (int in_flight : concurrencies) {
+    std::vector<CreateResult> results;
+    for (int run = 0; run < runs; ++run) {
+      CreateLoad load(stub.get(), in_flight, deadline);
+      CreateResult result = load.Run(absl::Seconds(absl::GetFlag(FLAGS_warmup_seconds)),
+                                     absl::Seconds(absl::GetFlag(FLAGS_create_seconds)));
+      PrintLine(result.Json());
+      if (result.errors > 0) {
+        ++failures;
+        std::cerr << "create at " << in_flight << " in flight: " << result.errors
+                  << " errors, first: " << result.first_error << "\n";
+      }
+      results.push_back(std::move(result));
+    }
+    PrintLine(absl::StrCat(
+        R"({"bench":"create","summary":true,"in_flight":)", in_flight, R"(,"runs":)", runs,
+        R"(,"ops_per_sec":)",
+        SpreadOf(results, [](const CreateResult& r) { return r.ops_per_sec(); }).Json(),
+        R"(,"p50_us":)",
+        SpreadOf(results, [](const CreateResult& r) { return r.latency.p50_us; }).Json(),
+        R"(,"p99_us":)",
+        SpreadOf(results, [](const CreateResult& r) { return r.latency.p99_us; }).Json(),
+        R"(,"max_us":)",
+        SpreadOf(results, [](const CreateResult& r) { return r.latency.max_us; }).Json(), "}"));
+  }
+
+  const int watchers = absl::GetFlag(FLAGS_watchers);
+  if (watchers > 0) {
+    const double rate = absl::GetFlag(FLAGS_update_rate);
+    if (rate <= 0) {
+      std::cerr << "--update_rate must be positive\n";
+      return 2;
+    }
+    std::vector<FanoutResult> results;
+    for (int run = 0; run < runs; ++run) {
+      FanoutResult result =
+          RunFanout(address, run, watchers, std::max(1, absl::GetFlag(FLAGS_watchers_per_channel)),
+                    rate, absl::Seconds(absl::GetFlag(FLAGS_watch_seconds)), deadline);
+      PrintLine(result.Json());
+      if (result.deliveries != result.expected_deliveries() || !result.first_error.empty()) {
+        ++failures;
+        std::cerr << "watch_fanout: " << result.deliveries << " of " << result.expected_deliveries()
+                  << " deliveries" << (result.first_error.empty() ? "" : "; first error: ")
+                  << result.first_error << "\n";
+      }
+      results.push_back(std::move(result));
+    }
+    PrintLine(absl::StrCat(
+        R"({"bench":"watch_fanout","summary":true,"watchers":)", watchers, R"(,"updates_per_sec":)",
+        absl::StrFormat("%.1f", rate), R"(,"runs":)", runs, R"(,"delivered_fraction":)",
+        SpreadOf(results,
+                 [](const FanoutResult& r) {
+                   return r.expected_deliveries() > 0
+                              ? static_cast<double>(r.deliveries) /
+                                    static_cast<double>(r.expected_deliveries())
+                              : 0.0;
+                 })
+            .Json(),
+        R"(,"p50_us":)",
+        SpreadOf(results, [](const FanoutResult& r) { return r.latency.p50_us; }).Json(),
+        R"(,"p99_us":)",
+        SpreadOf(results, [](const FanoutResult& r) { return r.latency.p99_us; }).Json(),
+        R"(,"max_us":)",
+        SpreadOf(results, [](const FanoutResult& r) { return r.latency.max_us; }).Json(), "}"));
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace exportd
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Measures export-server: create throughput and latency, watch fan-out latency.\n"
+      "Prints one JSON line per measurement to stdout.");
+  absl::ParseCommandLine(argc, argv);
+
+  std::string address = absl::GetFlag(FLAGS_server);
+  if (!address.empty()) return exportd::RunBenchmarks(address);
+
+  absl::StatusOr<exportd::test_support::TempDir> dir =
+      exportd::test_support::TempDir::Create("exportd-bench-");
+  if (!dir.ok()) {
+    std::cerr << "temporary directory: " << dir.status() << "\n";
+    return 2;
+  }
+  exportd::test_support::ServerProcess::Options options;
+  options.binary = absl::GetFlag(FLAGS_server_binary);
+  options.data_dir = dir->path() + "/data";
+  options.echo_stderr = absl::GetFlag(FLAGS_server_log);
+  if (options.binary.empty()) {
+    std::cerr << "no export-server: pass --server=HOST:PORT or --server_binary=PATH\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<exportd::test_support::ServerProcess>> server =
+      exportd::test_support::ServerProcess::Start(options);
+  if (!server.ok()) {
+    std::cerr << "starting " << options.binary << ": " << server.status() << "\n";
+    return 2;
+  }
+  std::cerr << "started " << options.binary << " at " << (*server)->address() << " on "
+            << options.data_dir << "\n";
+
+  int exit_code = exportd::RunBenchmarks((*server)->address());
+
+  absl::StatusOr<exportd::test_support::ExitStatus> exit = (*server)->Terminate(absl::Seconds(60));
+  if (!exit.ok()) {
+    std::cerr << "stopping the server: " << exit.status() << "\n";
+    return 1;
+  }
+  if (!exit->success()) {
+    std::cerr << "the server ended with " << exit->ToString() << "; stderr:\n"
+              << (*server)->StderrTail() << "\n";
+    return 1;
+  }
+  return exit_code;
+}
