@@ -1,5 +1,7 @@
 #include "server/export_server.h"
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <system_error>
@@ -56,11 +58,19 @@ class ExportServer::Impl {
   void ShutdownOnce() {
     if (server) {
       server->GetHealthCheckService()->SetServingStatus(false);
-      // Watchers get what is queued and an UNAVAILABLE end; new watches are refused.
+      // New calls are answered UNAVAILABLE; watchers get what is queued and an UNAVAILABLE
+      // end; in-flight calls finish (the committer and readers still run).
+      service->StartDraining();
       hub.Shutdown();
-      // No new calls; in-flight calls finish (the committer and readers still run) or are
-      // cancelled at the deadline.
-      server->Shutdown(absl::ToChronoTime(absl::Now() + options.shutdown_grace));
+      const absl::Time deadline = absl::Now() + options.shutdown_grace;
+      const bool drained = service->AwaitIdle(deadline) && hub.AwaitNoWatchers(deadline);
+      if (!drained) {
+        std::fprintf(stderr, "export-server: calls still running after %s are cancelled\n",
+                     absl::FormatDuration(options.shutdown_grace).c_str());
+      }
+      // Nothing is left to wait for: close the connections now rather than wait for idle
+      // clients to acknowledge the GOAWAY (whose clients may poll only every few seconds).
+      server->Shutdown(std::chrono::system_clock::now());
     }
     if (jobs) jobs->Shutdown();
     if (readers) readers->Shutdown();

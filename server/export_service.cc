@@ -9,25 +9,6 @@ namespace exportd {
 
 using exportjobs::v1::ExportJobEvent;
 
-namespace {
-
-// Finishes `reactor` with a job result, copying the job into `response` on success.
-auto FinishWithJob(grpc::ServerUnaryReactor* reactor, exportjobs::v1::ExportJob* response) {
-  return [reactor, response](absl::StatusOr<exportjobs::v1::ExportJob> job) {
-    if (job.ok()) *response = *std::move(job);
-    reactor->Finish(ToGrpcStatus(job.status()));
-  };
-}
-
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
-                                    const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
-
 ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store,
                                      Executor* readers, CreateLimits create_limits,
                                      WatchLimits watch_limits)
@@ -40,13 +21,59 @@ ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const J
 
 std::string ExportServiceImpl::TenantOf(const grpc::CallbackServerContext*) { return ""; }
 
+void ExportServiceImpl::StartDraining() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
+bool ExportServiceImpl::AwaitIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(absl::Condition(
+                                   +[](int* in_flight) { return *in_flight == 0; }, &in_flight_),
+                               deadline);
+}
+
+bool ExportServiceImpl::Enter() {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  ++in_flight_;
+  return true;
+}
+
+void ExportServiceImpl::Exit() {
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+}
+
+void ExportServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
+  reactor->Finish(ToGrpcStatus(status));
+  Exit();
+}
+
+auto ExportServiceImpl::FinishWithJob(grpc::ServerUnaryReactor* reactor,
+                                      exportjobs::v1::ExportJob* response) {
+  return [this, reactor, response](absl::StatusOr<exportjobs::v1::ExportJob> job) {
+    if (job.ok()) *response = *std::move(job);
+    Finish(reactor, job.status());
+  };
+}
+
+grpc::ServerUnaryReactor* ExportServiceImpl::Refuse(grpc::ServerUnaryReactor* reactor) {
+  reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* ExportServiceImpl::CreateExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::CreateExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Enter()) return Refuse(reactor);
   absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
       ValidateAndNormalizeCreate(*request, create_limits_);
-  if (!normalized.ok()) return FinishNow(context, normalized.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!normalized.ok()) {
+    Finish(reactor, normalized.status());
+    return reactor;
+  }
   jobs_->Create(*std::move(normalized), TenantOf(context), FinishWithJob(reactor, response));
   return reactor;
 }
@@ -54,10 +81,12 @@ grpc::ServerUnaryReactor* ExportServiceImpl::CreateExportJob(
 grpc::ServerUnaryReactor* ExportServiceImpl::GetExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::GetExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
-    return FinishNow(context, valid);
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Enter()) return Refuse(reactor);
+  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
+    Finish(reactor, valid);
+    return reactor;
+  }
   jobs_->Get(request->id(), TenantOf(context), FinishWithJob(reactor, response));
   return reactor;
 }
@@ -66,21 +95,25 @@ grpc::ServerUnaryReactor* ExportServiceImpl::ListExportJobs(
     grpc::CallbackServerContext* context, const exportjobs::v1::ListExportJobsRequest* request,
     exportjobs::v1::ListExportJobsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  jobs_->List(*request, TenantOf(context),
-              [reactor, response](absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page) {
-                if (page.ok()) *response = *std::move(page);
-                reactor->Finish(ToGrpcStatus(page.status()));
-              });
+  if (!Enter()) return Refuse(reactor);
+  jobs_->List(
+      *request, TenantOf(context),
+      [this, reactor, response](absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page) {
+        if (page.ok()) *response = *std::move(page);
+        Finish(reactor, page.status());
+      });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::CancelExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::CancelExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
-    return FinishNow(context, valid);
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Enter()) return Refuse(reactor);
+  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
+    Finish(reactor, valid);
+    return reactor;
+  }
   jobs_->Cancel(request->id(), TenantOf(context), FinishWithJob(reactor, response));
   return reactor;
 }
@@ -88,12 +121,14 @@ grpc::ServerUnaryReactor* ExportServiceImpl::CancelExportJob(
 grpc::ServerUnaryReactor* ExportServiceImpl::DeleteExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::DeleteExportJobRequest* request,
     google::protobuf::Empty*) {
-  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
-    return FinishNow(context, valid);
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Enter()) return Refuse(reactor);
+  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
+    Finish(reactor, valid);
+    return reactor;
+  }
   jobs_->Delete(request->id(), TenantOf(context),
-                [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+                [this, reactor](absl::Status status) { Finish(reactor, status); });
   return reactor;
 }
 

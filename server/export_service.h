@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
@@ -45,7 +47,24 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
       grpc::CallbackServerContext* context,
       const exportjobs::v1::WatchExportJobsRequest* request) override;
 
+  // From now on every new call is answered UNAVAILABLE at once.
+  void StartDraining();
+
+  // Waits until no unary call is in flight, or until `deadline`. True when none is.
+  bool AwaitIdle(absl::Time deadline);
+
  private:
+  // Counts a unary call in; false (and nothing counted) when draining.
+  bool Enter();
+  // Counts a unary call out; call once per successful Enter, after its Finish.
+  void Exit();
+  // Finishes `reactor` with `status` and counts the call out.
+  void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status);
+  // Finishes with a job result, copying the job into `response` on success.
+  auto FinishWithJob(grpc::ServerUnaryReactor* reactor, exportjobs::v1::ExportJob* response);
+  // Finishes a call that Enter refused with UNAVAILABLE.
+  static grpc::ServerUnaryReactor* Refuse(grpc::ServerUnaryReactor* reactor);
+
   // The tenant of the caller. Every caller is in the default tenant ("") until authentication
   // assigns tenants.
   static std::string TenantOf(const grpc::CallbackServerContext* context);
@@ -56,6 +75,10 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   Executor* const readers_;
   const CreateLimits create_limits_;
   const WatchLimits watch_limits_;
+
+  absl::Mutex mu_;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace exportd

@@ -81,3 +81,14 @@ size_t ProgressHub::watcher_count() const {
 }
 
 }  // namespace exportd
+
+namespace exportd {
+
+bool ProgressHub::AwaitNoWatchers(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(absl::Condition(
+                                   +[](const size_t* count) { return *count == 0; }, &count_),
+                               deadline);
+}
+
+}  // namespace exportd

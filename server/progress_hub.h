@@ -48,6 +48,9 @@ class ProgressHub {
 
   size_t watcher_count() const;
 
+  // Waits until no watcher is registered, or until `deadline`. True when none is.
+  bool AwaitNoWatchers(absl::Time deadline) const;
+
  private:
   using Targets = std::vector<std::shared_ptr<WatchTarget>>;
   // Copy-on-write: Publish takes a reference to the current list under the lock and delivers

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -498,6 +499,55 @@ TEST(ExportServiceTest, HealthServiceReportsServing) {
   for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   // HealthCheckResponse{status: SERVING (1)} is field 1, varint 1: bytes 0x08 0x01.
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+TEST(ExportServiceTest, ShutdownFinishesInFlightCallsAndRefusesNewOnes) {
+  TestServer server;
+  ExportJob held;
+  ASSERT_TRUE(server.Create(AccountsRequest(), &held).ok());
+  // Hold the committer inside a mutation so that the next create stays in flight.
+  absl::Notification entered;
+  absl::Notification release;
+  absl::Notification update_done;
+  server.server().job_manager()->Update(
+      held.id(),
+      [&](JobRecord&) {
+        entered.Notify();
+        release.WaitForNotification();
+        return absl::OkStatus();
+      },
+      [&](absl::StatusOr<ExportJob>) { update_done.Notify(); });
+  entered.WaitForNotification();
+  CreateExportJobRequest request = AccountsRequest();
+  ExportJob in_flight_job;
+  grpc::Status in_flight_status;
+  absl::Notification in_flight_done;
+  auto context = Deadlined();
+  server.stub().async()->CreateExportJob(context.get(), &request, &in_flight_job,
+                                         [&](grpc::Status status) {
+                                           in_flight_status = status;
+                                           in_flight_done.Notify();
+                                         });
+
+  std::thread shutdown([&] { server.server().Shutdown(); });
+  // Once draining has begun, new calls are refused at once.
+  grpc::Status refused;
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  do {
+    ExportJob ignored;
+    refused = server.Get(held.id(), &ignored);
+  } while (refused.ok() && absl::Now() < give_up);
+  const bool answered_before_release = in_flight_done.HasBeenNotified();
+  release.Notify();
+  shutdown.join();
+  in_flight_done.WaitForNotification();
+
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.error_message(), HasSubstr("shutting down"));
+  EXPECT_FALSE(answered_before_release);
+  EXPECT_TRUE(in_flight_status.ok()) << in_flight_status.error_message();
+  EXPECT_EQ(in_flight_job.status(), exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
+  EXPECT_TRUE(update_done.HasBeenNotified());
 }
 
 // Sends one ServerReflectionRequest{list_services: ""} and returns the raw response bytes.
