@@ -14,9 +14,11 @@
 #include "server/validation.h"
 #include "storage/rocksdb_job_store.h"
 #include "tests/status_matchers.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace exportd::testing {
+
+using ::exportd::test_support::TempDir;
 namespace {
 
 using ::testing::HasSubstr;

@@ -10,9 +10,11 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/export_server.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace exportd::testing {
+
+using ::exportd::test_support::TempDir;
 
 using exportjobs::v1::CreateExportJobRequest;
 using exportjobs::v1::ExportJob;

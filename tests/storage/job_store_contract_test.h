@@ -25,9 +25,11 @@
 #include "common/job_id.h"
 #include "gtest/gtest.h"
 #include "storage/job_store.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace exportd::testing {
+
+using ::exportd::test_support::TempDir;
 
 struct JobStoreFactory {
   // Names the instantiation in test names; letters, digits and '_' only.

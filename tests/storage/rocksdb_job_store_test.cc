@@ -17,7 +17,7 @@
 #include "storage/rocksdb_status.h"
 #include "tests/status_matchers.h"
 #include "tests/storage/job_store_contract_test.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 namespace exportd::testing {
 namespace {

@@ -386,36 +386,4 @@ std::string ServerProcess::StdoutText() const { return output_->StdoutText(); }
 
 std::string ServerProcess::StderrTail() const { return output_->StderrTail(); }
 
-absl::StatusOr<TempDir> TempDir::Create(const std::string& prefix) {
-  std::string root = "/tmp";
-  for (const char* variable : {"TEST_TMPDIR", "TMPDIR"}) {
-    const char* value = getenv(variable);
-    if (value != nullptr && *value != '\0') {
-      root = value;
-      break;
-    }
-  }
-  std::string path_template = absl::StrCat(root, "/", prefix, "XXXXXX");
-  if (mkdtemp(path_template.data()) == nullptr) {
-    return absl::InternalError(ErrnoMessage(path_template.c_str(), errno));
-  }
-  return TempDir(std::move(path_template));
-}
-
-TempDir::TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, std::string())) {}
-
-TempDir& TempDir::operator=(TempDir&& other) noexcept {
-  if (this != &other) {
-    TempDir old(std::move(*this));
-    path_ = std::exchange(other.path_, std::string());
-  }
-  return *this;
-}
-
-TempDir::~TempDir() {
-  if (path_.empty()) return;
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 }  // namespace exportd::test_support

@@ -9,12 +9,9 @@
 // servers from a long-lived thread such as main) and when the ServerProcess is destroyed while the
 // child still runs, so a failing test leaks no servers.
 //
-// TempDir: a fresh directory that is removed, with everything in it, on destruction.
-//
 // Thread safety: a ServerProcess is not thread-safe: call its methods from one thread at a time
 // (the background drain thread is internal). address(), pid(), StdoutText() and StderrTail()
-// may be called from any thread while no other method runs. TempDir is an immutable value once
-// created; destroying it is not synchronised with users of path().
+// may be called from any thread while no other method runs..
 #pragma once
 
 #include <sys/types.h>
@@ -29,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tests/support/temp_dir.h"
 
 namespace exportd::test_support {
 
@@ -135,28 +133,6 @@ class ServerProcess {
   std::unique_ptr<Output> output_;
   std::string address_;
   std::optional<ExitStatus> exit_status_;
-};
-
-class TempDir {
- public:
-  // Creates a fresh directory under $TEST_TMPDIR, else $TMPDIR, else /tmp, named
-  // `<prefix>XXXXXX`. Errors: INTERNAL when it cannot be created.
-  static absl::StatusOr<TempDir> Create(const std::string& prefix);
-
-  TempDir(TempDir&& other) noexcept;
-  TempDir& operator=(TempDir&& other) noexcept;
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  // Removes the directory and everything in it; errors are ignored.
-  ~TempDir();
-
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-
-  std::string path_;  // Empty after a move.
 };
 
 }  // namespace exportd::test_support
