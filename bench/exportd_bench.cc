@@ -264,12 +264,11 @@ struct FanoutResult {
 
 // What the sender and every watcher share.
 struct FanoutShared {
-  std::string probe_prefix;   // request_id prefix of the readiness probes.
   std::string update_prefix;  // request_id prefix of the measured creates; then the sequence.
   // Send time of update i (steady nanoseconds), 0 until sent.
   std::unique_ptr<std::atomic<int64_t>[]> sent_ns;
   int64_t updates = 0;
-  std::atomic<int> ready{0};           // Watchers that received a probe.
+  std::atomic<int> ready{0};           // Watchers the server has registered.
   std::atomic<int64_t> deliveries{0};  // First receipts of updates, over all watchers.
   std::mutex mu;
   std::condition_variable changed;  // Signalled when a watcher ends or all deliveries.
@@ -315,11 +314,16 @@ class FanoutWatcher : public grpc::ClientReadReactor<ExportJobEvent> {
           shared_->changed.notify_all();
         }
       }
-    } else if (!probed_ && request_id.starts_with(shared_->probe_prefix)) {
-      probed_ = true;
-      shared_->ready.fetch_add(1);
     }
     StartRead(&event_);
+  }
+
+  // The server sends the headers once the watch is registered.
+  void OnReadInitialMetadataDone(bool ok) override {
+    if (!ok) return;
+    shared_->ready.fetch_add(1);
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->changed.notify_all();
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -335,7 +339,6 @@ class FanoutWatcher : public grpc::ClientReadReactor<ExportJobEvent> {
   ExportJobEvent event_;
   std::vector<bool> received_;
   std::vector<int64_t> latencies_ns_;
-  bool probed_ = false;
   grpc::Status status_;
 };
 
@@ -350,7 +353,6 @@ FanoutResult RunFanout(const std::string& address, int run, int watchers, int pe
   // Request ids must be new in every run: a reused one would return the old job, no event.
   const std::string nonce = absl::StrCat(absl::ToUnixMicros(absl::Now()), "-", run);
   FanoutShared shared;
-  shared.probe_prefix = absl::StrCat("bench-probe-", nonce, "-");
   shared.update_prefix = absl::StrCat("bench-update-", nonce, "-");
   shared.updates = result.updates;
   shared.sent_ns = std::make_unique<std::atomic<int64_t>[]>(result.updates);
@@ -401,13 +403,12 @@ FanoutResult RunFanout(const std::string& address, int run, int watchers, int pe
         });
   };
 
-  // Readiness: a stream sends nothing until a change, so probe until every watcher saw one.
-  const absl::Time ready_by = absl::Now() + kReadyTimeout;
-  for (int probe = 0; shared.ready.load() < watchers && absl::Now() < ready_by; ++probe) {
-    send(absl::StrCat(shared.probe_prefix, probe), probe, nullptr);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    std::lock_guard<std::mutex> lock(shared.mu);
-    if (shared.done == watchers) break;  // Every stream failed.
+  // Readiness: every watcher has its response headers (or every stream failed).
+  {
+    std::unique_lock<std::mutex> lock(shared.mu);
+    shared.changed.wait_for(lock, absl::ToChronoSeconds(kReadyTimeout), [&] {
+      return shared.ready.load() == watchers || shared.done == watchers;
+    });
   }
   result.ready_watchers = shared.ready.load();
   std::cerr << "watch_fanout: " << result.ready_watchers << " of " << watchers
