@@ -63,73 +63,65 @@ grpc::ServerUnaryReactor* ExportServiceImpl::Refuse(grpc::ServerUnaryReactor* re
   return reactor;
 }
 
+template <typename Start>
+grpc::ServerUnaryReactor* ExportServiceImpl::Unary(grpc::CallbackServerContext* context,
+                                                   const absl::Status& valid, Start start) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Enter()) return Refuse(reactor);
+  if (!valid.ok()) {
+    Finish(reactor, valid);
+  } else {
+    start(reactor);
+  }
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* ExportServiceImpl::CreateExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::CreateExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Enter()) return Refuse(reactor);
   absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
       ValidateAndNormalizeCreate(*request, create_limits_);
-  if (!normalized.ok()) {
-    Finish(reactor, normalized.status());
-    return reactor;
-  }
-  jobs_->Create(*std::move(normalized), TenantOf(context), FinishWithJob(reactor, response));
-  return reactor;
+  return Unary(context, normalized.status(), [&](grpc::ServerUnaryReactor* reactor) {
+    jobs_->Create(*std::move(normalized), TenantOf(context), FinishWithJob(reactor, response));
+  });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::GetExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::GetExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Enter()) return Refuse(reactor);
-  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
-    Finish(reactor, valid);
-    return reactor;
-  }
-  jobs_->Get(request->id(), TenantOf(context), FinishWithJob(reactor, response));
-  return reactor;
+  return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
+    jobs_->Get(request->id(), TenantOf(context), FinishWithJob(reactor, response));
+  });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::ListExportJobs(
     grpc::CallbackServerContext* context, const exportjobs::v1::ListExportJobsRequest* request,
     exportjobs::v1::ListExportJobsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Enter()) return Refuse(reactor);
-  jobs_->List(
-      *request, TenantOf(context),
-      [this, reactor, response](absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page) {
-        if (page.ok()) *response = *std::move(page);
-        Finish(reactor, page.status());
-      });
-  return reactor;
+  return Unary(context, absl::OkStatus(), [&](grpc::ServerUnaryReactor* reactor) {
+    jobs_->List(
+        *request, TenantOf(context),
+        [this, reactor, response](absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page) {
+          if (page.ok()) *response = *std::move(page);
+          Finish(reactor, page.status());
+        });
+  });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::CancelExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::CancelExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Enter()) return Refuse(reactor);
-  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
-    Finish(reactor, valid);
-    return reactor;
-  }
-  jobs_->Cancel(request->id(), TenantOf(context), FinishWithJob(reactor, response));
-  return reactor;
+  return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
+    jobs_->Cancel(request->id(), TenantOf(context), FinishWithJob(reactor, response));
+  });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::DeleteExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::DeleteExportJobRequest* request,
     google::protobuf::Empty*) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Enter()) return Refuse(reactor);
-  if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
-    Finish(reactor, valid);
-    return reactor;
-  }
-  jobs_->Delete(request->id(), TenantOf(context),
-                [this, reactor](absl::Status status) { Finish(reactor, status); });
-  return reactor;
+  return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
+    jobs_->Delete(request->id(), TenantOf(context),
+                  [this, reactor](absl::Status status) { Finish(reactor, status); });
+  });
 }
 
 grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJob(

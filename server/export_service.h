@@ -62,6 +62,11 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status);
   // Finishes with a job result, copying the job into `response` on success.
   auto FinishWithJob(grpc::ServerUnaryReactor* reactor, exportjobs::v1::ExportJob* response);
+  // Runs a unary call: counts it in (or refuses it while draining), finishes it with `valid`
+  // when that is an error, else calls start(reactor), which must see to the Finish.
+  template <typename Start>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const absl::Status& valid,
+                                  Start start);
   // Finishes a call that Enter refused with UNAVAILABLE.
   static grpc::ServerUnaryReactor* Refuse(grpc::ServerUnaryReactor* reactor);
 
