@@ -276,11 +276,15 @@ class WatcherCrowd {
     ExportJobEvent event_;
   };
 
-  WatcherCrowd(const std::string& address, const std::string& id, int watchers, int channels) {
-    for (int c = 0; c < channels; ++c)
+  // `watchers` streams over `channels` channels; watcher i watches ids[i % ids.size()].
+  WatcherCrowd(const std::string& address, const std::vector<std::string>& ids, int watchers,
+               int channels) {
+    for (int c = 0; c < channels; ++c) {
       stubs_.push_back(ExportService::NewStub(NewChannel(address, c)));
+    }
     for (int i = 0; i < watchers; ++i) {
-      watchers_.push_back(std::make_unique<Watcher>(this, stubs_[i % channels].get(), id));
+      watchers_.push_back(
+          std::make_unique<Watcher>(this, stubs_[i % channels].get(), ids[i % ids.size()]));
     }
   }
 
@@ -311,11 +315,35 @@ TEST(WatchTest, ThousandsOfWatchersOnOneJobAllSeeEveryChange) {
   TestServer server;
   ExportJob job;
   ASSERT_TRUE(server.Create(AccountsRequest(), &job).ok());
-  WatcherCrowd crowd(server.address(), job.id(), 2000, 8);
+  WatcherCrowd crowd(server.address(), {job.id()}, 2000, 8);
   crowd.AwaitSnapshots();
 
   ExportJob cancelled;
   ASSERT_TRUE(server.Cancel(job.id(), &cancelled).ok());
+  crowd.AwaitFinished();
+
+  int complete = 0;
+  for (const auto& w : crowd.watchers()) {
+    if (w->status.ok() && w->revisions == std::vector<int64_t>{1, 2}) ++complete;
+  }
+  EXPECT_EQ(complete, 2000);
+}
+
+TEST(WatchTest, ThousandsOfWatchersOnManyJobsEachSeeTheirJobsChanges) {
+  TestServer server;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 500; ++i) {
+    ExportJob job;
+    ASSERT_TRUE(server.Create(AccountsRequest(), &job).ok());
+    ids.push_back(job.id());
+  }
+  WatcherCrowd crowd(server.address(), ids, 2000, 8);
+  crowd.AwaitSnapshots();
+
+  for (const std::string& id : ids) {
+    ExportJob cancelled;
+    ASSERT_TRUE(server.Cancel(id, &cancelled).ok());
+  }
   crowd.AwaitFinished();
 
   int complete = 0;
