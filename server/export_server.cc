@@ -128,6 +128,8 @@ const std::string& ExportServer::grpc_address() const { return impl_->address; }
 
 JobManager* ExportServer::job_manager() const { return impl_->jobs.get(); }
 
+int ExportServer::calls_in_flight() const { return impl_->service->calls_in_flight(); }
+
 void ExportServer::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace exportd

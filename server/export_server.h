@@ -47,6 +47,9 @@ class ExportServer {
   // The job state machine, for services embedded in the same process (and tests).
   JobManager* job_manager() const;
 
+  // Unary calls received and not yet answered.
+  int calls_in_flight() const;
+
   // Stops taking calls, ends watch streams after their queued state (UNAVAILABLE, to resume),
   // lets in-flight calls finish within shutdown_grace, then closes the store. Idempotent.
   void Shutdown();

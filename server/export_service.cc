@@ -26,6 +26,11 @@ void ExportServiceImpl::StartDraining() {
   draining_ = true;
 }
 
+int ExportServiceImpl::calls_in_flight() {
+  absl::MutexLock lock(&mu_);
+  return in_flight_;
+}
+
 bool ExportServiceImpl::AwaitIdle(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithDeadline(absl::Condition(

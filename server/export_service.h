@@ -50,6 +50,9 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   // From now on every new call is answered UNAVAILABLE at once.
   void StartDraining();
 
+  // Unary calls received and not yet finished.
+  int calls_in_flight();
+
   // Waits until no unary call is in flight, or until `deadline`. True when none is.
   bool AwaitIdle(absl::Time deadline);
 

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -508,6 +509,9 @@ TEST(ExportServiceTest, ShutdownFinishesInFlightCallsAndRefusesNewOnes) {
   // Hold the committer inside a mutation so that the next create stays in flight.
   absl::Notification entered;
   absl::Notification release;
+  absl::Cleanup release_on_exit = [&] {
+    if (!release.HasBeenNotified()) release.Notify();  // Never leave the committer held.
+  };
   absl::Notification update_done;
   server.server().job_manager()->Update(
       held.id(),
@@ -529,6 +533,13 @@ TEST(ExportServiceTest, ShutdownFinishesInFlightCallsAndRefusesNewOnes) {
                                            in_flight_done.Notify();
                                          });
 
+  // The create has reached the server (it waits behind the held mutation).
+  const absl::Time arrived_by = absl::Now() + absl::Seconds(5);
+  while (server.server().calls_in_flight() < 1 && absl::Now() < arrived_by) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(server.server().calls_in_flight(), 1);
+
   std::thread shutdown([&] { server.server().Shutdown(); });
   // Once draining has begun, new calls are refused at once.
   grpc::Status refused;
@@ -538,7 +549,7 @@ TEST(ExportServiceTest, ShutdownFinishesInFlightCallsAndRefusesNewOnes) {
     refused = server.Get(held.id(), &ignored);
   } while (refused.ok() && absl::Now() < give_up);
   const bool answered_before_release = in_flight_done.HasBeenNotified();
-  release.Notify();
+  std::move(release_on_exit).Invoke();
   shutdown.join();
   in_flight_done.WaitForNotification();
 
