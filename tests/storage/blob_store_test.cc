@@ -1,0 +1,129 @@
+// The file BlobStore on a temporary directory.
+#include "storage/blob_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/status_matchers.h"
+#include "tests/support/temp_dir.h"
+
+namespace exportd::testing {
+namespace {
+
+using ::exportd::test_support::TempDir;
+using ::testing::HasSubstr;
+
+constexpr char kJob[] = "0000000000000001000000aa";
+// SHA-256 of "hello world".
+constexpr char kHelloWorldSha[] =
+    "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+int CountFiles(const std::string& dir) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) ++n;
+  }
+  return n;
+}
+
+class BlobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = OpenFileBlobStore(dir_.path() + "/parts");
+    ASSERT_OK(store);
+    store_ = *std::move(store);
+  }
+
+  absl::Status Upload(int64_t epoch, int32_t part, const std::string& a, const std::string& b,
+                      int64_t size, const std::string& sha) {
+    auto upload = store_->StartPart(kJob, epoch, part);
+    if (!upload.ok()) return upload.status();
+    if (auto s = (*upload)->Append(a); !s.ok()) return s;
+    if (auto s = (*upload)->Append(b); !s.ok()) return s;
+    return (*upload)->Commit(size, sha);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<BlobStore> store_;
+};
+
+TEST_F(BlobStoreTest, CommittedPartHoldsTheBytes) {
+  ASSERT_OK(Upload(1, 1, "hello ", "world", 11, kHelloWorldSha));
+  ASSERT_OK_AND_ASSIGN(std::string path, store_->PartPath(kJob, 1, 1));
+  EXPECT_EQ(ReadFile(path), "hello world");
+  EXPECT_EQ(CountFiles(dir_.path()), 1);
+}
+
+TEST_F(BlobStoreTest, SizeMismatchIsInvalidArgumentAndKeepsNothing) {
+  EXPECT_THAT(Upload(1, 1, "hello ", "world", 12, kHelloWorldSha),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("size_bytes: ")));
+  EXPECT_THAT(store_->PartPath(kJob, 1, 1), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(CountFiles(dir_.path()), 0);
+}
+
+TEST_F(BlobStoreTest, ChecksumMismatchIsInvalidArgumentAndKeepsNothing) {
+  EXPECT_THAT(Upload(1, 1, "hello ", "world!", 12, kHelloWorldSha),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sha256: ")));
+  EXPECT_EQ(CountFiles(dir_.path()), 0);
+}
+
+TEST_F(BlobStoreTest, AbandonedUploadLeavesNoFile) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto upload, store_->StartPart(kJob, 1, 1));
+    ASSERT_OK(upload->Append("partial"));
+  }
+  EXPECT_EQ(CountFiles(dir_.path()), 0);
+}
+
+TEST_F(BlobStoreTest, UploadingAPartAgainReplacesIt) {
+  // SHA-256 of no bytes.
+  ASSERT_OK(
+      Upload(1, 1, "", "", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+  ASSERT_OK(Upload(1, 1, "hello world", "", 11, kHelloWorldSha));
+  ASSERT_OK_AND_ASSIGN(std::string path, store_->PartPath(kJob, 1, 1));
+  EXPECT_EQ(ReadFile(path), "hello world");
+  EXPECT_EQ(CountFiles(dir_.path()), 1);
+}
+
+TEST_F(BlobStoreTest, EpochsAreSeparateAndDeletedApart) {
+  ASSERT_OK(Upload(1, 1, "hello ", "world", 11, kHelloWorldSha));
+  ASSERT_OK(Upload(2, 1, "hello ", "world", 11, kHelloWorldSha));
+
+  ASSERT_OK(store_->DeleteParts(kJob, 1));
+
+  EXPECT_THAT(store_->PartPath(kJob, 1, 1), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK(store_->PartPath(kJob, 2, 1));
+  ASSERT_OK(store_->DeleteParts(kJob, -1));
+  EXPECT_THAT(store_->PartPath(kJob, 2, 1), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(BlobStoreTest, OpeningRemovesTemporaryFilesOfACrash) {
+  ASSERT_OK(Upload(1, 1, "hello ", "world", 11, kHelloWorldSha));
+  const std::string leftover = dir_.path() + "/parts/" + kJob + "/1/2.part.tmp-dead";
+  std::ofstream(leftover) << "half a part";
+
+  ASSERT_OK_AND_ASSIGN(auto reopened, OpenFileBlobStore(dir_.path() + "/parts"));
+
+  EXPECT_FALSE(std::filesystem::exists(leftover));
+  EXPECT_OK(reopened->PartPath(kJob, 1, 1));
+}
+
+TEST_F(BlobStoreTest, MalformedArgumentsAreRefused) {
+  EXPECT_THAT(store_->StartPart("../../etc", 1, 1), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->StartPart(kJob, 1, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->PartPath("../../etc/passwd", 1, 1), StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace exportd::testing
