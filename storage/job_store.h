@@ -59,6 +59,8 @@ struct ListResult {
 struct IndexEntry {
   absl::Time time;  // ready_at for the queue, lease expiry for the lease index.
   std::string id;
+  // The job's entity type (claim-queue entries only).
+  EntityType entity_type = exportjobs::v1::ENTITY_TYPE_UNSPECIFIED;
 };
 
 class JobStore {
@@ -93,8 +95,8 @@ class JobStore {
   // The job's snapshots with revision > after_revision, in revision order, at most `limit`.
   // Empty when the job has no such events (including when it does not exist).
   virtual absl::StatusOr<std::vector<ExportJob>> ReadEvents(const std::string& id,
-                                                           int64_t after_revision,
-                                                           int limit) const = 0;
+                                                            int64_t after_revision,
+                                                            int limit) const = 0;
 
   // Claim-queue entries with ready_at <= `ready_by`, earliest first, at most `limit`.
   virtual absl::StatusOr<std::vector<IndexEntry>> ScanQueue(absl::Time ready_by,

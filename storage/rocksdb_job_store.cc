@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/job_id.h"
 #include "common/status_macros.h"
@@ -312,8 +313,12 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     const std::string& id = change.after ? change.after->job().id() : change.before->job().id();
     const IndexKeys before = change.before ? IndexKeysOf(*change.before) : IndexKeys{};
     const IndexKeys after = change.after ? IndexKeysOf(*change.after) : IndexKeys{};
+    // A queue entry's value is the job's entity type, so that claims can pick by type from the
+    // index alone.
+    const std::string entity_type =
+        change.after ? absl::StrCat(change.after->job().entity_type()) : "";
     EXPORTD_RETURN_IF_ERROR(
-        ReplaceIndexEntry(ColumnFamily::kQueue, before.queue, after.queue, "", batch));
+        ReplaceIndexEntry(ColumnFamily::kQueue, before.queue, after.queue, entity_type, batch));
     EXPORTD_RETURN_IF_ERROR(
         ReplaceIndexEntry(ColumnFamily::kLeases, before.lease, after.lease, "", batch));
     EXPORTD_RETURN_IF_ERROR(ReplaceIndexEntry(ColumnFamily::kIdempotency, before.idempotency,
@@ -362,7 +367,14 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
         return absl::DataLossError(
             absl::StrCat(FamilyName(family), ": malformed key ", Quote(it->key().ToString())));
       }
-      entries.push_back(IndexEntry{entry->time, std::string(entry->id)});
+      IndexEntry index_entry{entry->time, std::string(entry->id)};
+      int entity_type = 0;
+      if (family == ColumnFamily::kQueue &&
+          absl::SimpleAtoi(absl::string_view(it->value().data(), it->value().size()),
+                           &entity_type)) {
+        index_entry.entity_type = static_cast<EntityType>(entity_type);
+      }
+      entries.push_back(std::move(index_entry));
     }
     EXPORTD_RETURN_IF_ERROR(
         FromRocksDbStatus(it->status(), absl::StrCat("scanning ", FamilyName(family))));

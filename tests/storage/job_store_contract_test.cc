@@ -454,6 +454,21 @@ TEST_P(JobStoreContractTest, CreatedPendingJobIsQueuedAtCreatedAt) {
   EXPECT_EQ(Queue(), "a@1s");
 }
 
+TEST_P(JobStoreContractTest, QueueEntriesCarryTheEntityType) {
+  JobRecord a = NewJob("a");
+  JobRecord b = NewJob("b");
+  b.mutable_job()->set_entity_type(exportjobs::v1::ENTITY_TYPE_CAMPAIGNS);
+  ASSERT_OK(Create(a));
+  ASSERT_OK(Create(b));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<IndexEntry> queue,
+                       store().ScanQueue(absl::InfiniteFuture(), 10));
+
+  ASSERT_EQ(queue.size(), 2u);
+  EXPECT_EQ(queue[0].entity_type, a.job().entity_type());
+  EXPECT_EQ(queue[1].entity_type, exportjobs::v1::ENTITY_TYPE_CAMPAIGNS);
+}
+
 TEST_P(JobStoreContractTest, PendingJobIsQueuedAtReadyAt) {
   JobRecord a = NewJob("a");
   *a.mutable_ready_at() = ToProto(kT0 + absl::Seconds(30));
