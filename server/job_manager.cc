@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "server/job_txn.h"
 #include "server/validation.h"
 
 namespace exportd {
@@ -28,29 +29,9 @@ bool IsTerminal(ExportJobStatus status) {
 
 namespace {
 
-absl::Status JobNotFound(const std::string& id) {
-  return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-}
-
-std::string StatusWord(ExportJobStatus status) {
-  std::string name = ExportJobStatus_Name(status);
-  constexpr std::string_view kPrefix = "EXPORT_JOB_STATUS_";
-  if (name.rfind(kPrefix, 0) == 0) name = name.substr(kPrefix.size());
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
-}
-
-// The record after one more change: revision + 1, updated_at = now.
-JobRecord NextRevision(const JobRecord& before, absl::Time now) {
-  JobRecord after = before;
-  after.mutable_job()->set_revision(before.job().revision() + 1);
-  *after.mutable_job()->mutable_updated_at() = ToProtoTime(now);
-  return after;
-}
-
-std::string RequestKey(const std::string& tenant, const std::string& request_id) {
-  return absl::StrCat(tenant, std::string(1, '\0'), request_id);
-}
+using job_internal::JobNotFound;
+using job_internal::NextRevision;
+using job_internal::StatusWord;
 
 // Page tokens: web-safe base64 of "1|<last id>|<status>|<entity type>". The filters are part of
 // the token so that a token is refused with different filters instead of silently skipping jobs.
@@ -80,52 +61,6 @@ absl::StatusOr<std::string> DecodePageToken(const ListExportJobsRequest& request
 
 }  // namespace
 
-// The state a group of requests sees: what is stored, plus the changes staged earlier in the
-// same group. Used only on the committer thread.
-class JobManager::Txn {
- public:
-  Txn(JobStore* store, absl::Time now) : store_(store), now_(now) {}
-
-  absl::Time now() const { return now_; }
-
-  // The job as it will be after the changes staged so far; nullopt when it does not exist.
-  absl::StatusOr<std::optional<JobRecord>> Read(const std::string& id) {
-    if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
-    absl::StatusOr<JobRecord> record = store_->Get(id);
-    if (absl::IsNotFound(record.status())) return std::nullopt;
-    if (!record.ok()) return record.status();
-    return std::optional<JobRecord>(*std::move(record));
-  }
-
-  absl::StatusOr<std::optional<std::string>> FindByRequestId(const std::string& tenant,
-                                                             const std::string& request_id) {
-    if (auto it = request_ids_.find(RequestKey(tenant, request_id)); it != request_ids_.end()) {
-      return it->second;
-    }
-    return store_->FindByRequestId(tenant, request_id);
-  }
-
-  void Stage(JobChange change) {
-    const JobRecord& any = change.after ? *change.after : *change.before;
-    const std::string& request_id = any.job().request_id();
-    if (!request_id.empty() && (!change.before || !change.after)) {
-      request_ids_[RequestKey(any.tenant(), request_id)] =
-          change.after ? std::optional<std::string>(any.job().id()) : std::nullopt;
-    }
-    overlay_[any.job().id()] = change.after;
-    changes_.push_back(std::move(change));
-  }
-
-  std::vector<JobChange>& changes() { return changes_; }
-
- private:
-  JobStore* const store_;
-  const absl::Time now_;
-  absl::flat_hash_map<std::string, std::optional<JobRecord>> overlay_;
-  absl::flat_hash_map<std::string, std::optional<std::string>> request_ids_;
-  std::vector<JobChange> changes_;
-};
-
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(JobStore* store, const Clock* clock,
                                                               Executor* readers, Options options,
                                                               ChangeListener listener) {
@@ -133,6 +68,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(JobStore* store, c
   std::unique_ptr<JobManager> manager(
       new JobManager(store, clock, readers, options, std::move(listener)));
   manager->ids_.ObserveExisting(last_id);
+  EXPORTD_ASSIGN_OR_RETURN(std::vector<IndexEntry> queued,
+                           store->ScanQueue(absl::InfiniteFuture(), INT32_MAX));
+  for (IndexEntry& entry : queued) {
+    const size_t type = static_cast<size_t>(entry.entity_type);
+    if (type < manager->ready_.size()) {
+      manager->ready_[type].emplace(absl::ToUnixMicros(entry.time), std::move(entry.id));
+    }
+  }
   manager->committer_ = std::thread([m = manager.get()] { m->CommitLoop(); });
   return manager;
 }
@@ -144,7 +87,9 @@ JobManager::JobManager(JobStore* store, const Clock* clock, Executor* readers, O
       readers_(readers),
       options_(options),
       listener_(std::move(listener)),
-      ids_(clock) {}
+      ids_(clock) {
+  ready_.resize(exportjobs::v1::EntityType_ARRAYSIZE);
+}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -164,7 +109,7 @@ void JobManager::Enqueue(Op op) {
       return;
     }
   }
-  std::move(op.done)(absl::UnavailableError("server is shutting down"));
+  if (op.finish) op.finish(absl::UnavailableError("server is shutting down"));
 }
 
 void JobManager::CommitLoop() {
@@ -184,134 +129,138 @@ void JobManager::CommitLoop() {
     }
 
     Txn txn(store_, clock_->Now());
-    std::vector<absl::StatusOr<ExportJob>> results;
-    results.reserve(group.size());
-    for (Op& op : group) results.push_back(op.apply(txn));
+    for (Op& op : group) op.apply(txn);
 
     absl::Status written = absl::OkStatus();
     if (!txn.changes().empty()) written = store_->Commit(txn.changes());
     if (written.ok()) {
       for (const JobChange& change : txn.changes()) listener_(change);
-    } else {
-      for (auto& result : results) {
-        result = absl::UnavailableError(
-            absl::StrCat("the change could not be stored; retry: ", written.message()));
+      AfterCommit(txn.changes());
+      if (options_.discard_parts) {
+        for (const auto& [id, epoch] : txn.discards()) options_.discard_parts(id, epoch);
       }
+    } else {
+      written = absl::UnavailableError(
+          absl::StrCat("the change could not be stored; retry: ", written.message()));
     }
-    for (size_t i = 0; i < group.size(); ++i) std::move(group[i].done)(std::move(results[i]));
+    for (Op& op : group) {
+      if (op.finish) op.finish(written);
+    }
+    ServeWaiters(txn.now());
   }
 }
 
 void JobManager::Create(CreateExportJobRequest normalized, std::string tenant, JobCallback done) {
-  Enqueue(Op{[this, request = std::move(normalized),
-              tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
-               const std::string fingerprint = CreateFingerprint(request);
-               if (!request.request_id().empty()) {
-                 EXPORTD_ASSIGN_OR_RETURN(std::optional<std::string> existing_id,
-                                          txn.FindByRequestId(tenant, request.request_id()));
-                 if (existing_id) {
-                   EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> existing,
-                                            txn.Read(*existing_id));
-                   if (existing) {
-                     if (existing->request_fingerprint() != fingerprint) {
-                       return absl::AlreadyExistsError(absl::StrCat(
-                           "request_id: \"", request.request_id(), "\" was already used for job ",
-                           *existing_id, " with a different request"));
-                     }
-                     return existing->job();
-                   }
-                 }
-               }
-               JobRecord record;
-               record.set_tenant(tenant);
-               record.set_request_fingerprint(fingerprint);
-               ExportJob& job = *record.mutable_job();
-               job.set_id(ids_.Next());
-               job.set_entity_type(request.entity_type());
-               job.set_status(exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
-               *job.mutable_fields() = request.fields();
-               if (request.has_filters()) *job.mutable_filters() = request.filters();
-               *job.mutable_created_at() = ToProtoTime(txn.now());
-               *job.mutable_updated_at() = job.created_at();
-               job.set_revision(1);
-               job.set_format(request.format());
-               job.set_compression(request.compression());
-               job.set_part_size_bytes(request.part_size_bytes());
-               job.set_request_id(request.request_id());
-               *record.mutable_ready_at() = job.created_at();
-               ExportJob result = job;
-               txn.Stage(JobChange{std::nullopt, std::move(record)});
-               return result;
-             },
-             std::move(done)});
+  Enqueue(MakeOp<ExportJob>(
+      [this, request = std::move(normalized),
+       tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        const std::string fingerprint = CreateFingerprint(request);
+        if (!request.request_id().empty()) {
+          EXPORTD_ASSIGN_OR_RETURN(std::optional<std::string> existing_id,
+                                   txn.FindByRequestId(tenant, request.request_id()));
+          if (existing_id) {
+            EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> existing, txn.Read(*existing_id));
+            if (existing) {
+              if (existing->request_fingerprint() != fingerprint) {
+                return absl::AlreadyExistsError(absl::StrCat(
+                    "request_id: \"", request.request_id(), "\" was already used for job ",
+                    *existing_id, " with a different request"));
+              }
+              return existing->job();
+            }
+          }
+        }
+        JobRecord record;
+        record.set_tenant(tenant);
+        record.set_request_fingerprint(fingerprint);
+        ExportJob& job = *record.mutable_job();
+        job.set_id(ids_.Next());
+        job.set_entity_type(request.entity_type());
+        job.set_status(exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
+        *job.mutable_fields() = request.fields();
+        if (request.has_filters()) *job.mutable_filters() = request.filters();
+        *job.mutable_created_at() = ToProtoTime(txn.now());
+        *job.mutable_updated_at() = job.created_at();
+        job.set_revision(1);
+        job.set_format(request.format());
+        job.set_compression(request.compression());
+        job.set_part_size_bytes(request.part_size_bytes());
+        job.set_request_id(request.request_id());
+        *record.mutable_ready_at() = job.created_at();
+        ExportJob result = job;
+        txn.Stage(JobChange{std::nullopt, std::move(record)});
+        return result;
+      },
+      std::move(done)));
 }
 
 void JobManager::Cancel(std::string id, std::string tenant, JobCallback done) {
-  Enqueue(
-      Op{[id = std::move(id), tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
-           EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
-           if (!before || before->tenant() != tenant) return JobNotFound(id);
-           const ExportJobStatus status = before->job().status();
-           if (IsTerminal(status)) {
-             return absl::FailedPreconditionError(
-                 absl::StrCat("job ", id, " is already ", StatusWord(status),
-                              "; only pending or processing jobs can be cancelled"));
-           }
-           if (status == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING &&
-               before->job().cancel_requested()) {
-             return before->job();  // Already requested: nothing changes.
-           }
-           JobRecord after = NextRevision(*before, txn.now());
-           if (status == exportjobs::v1::EXPORT_JOB_STATUS_PENDING) {
-             after.mutable_job()->set_status(exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED);
-             *after.mutable_job()->mutable_completed_at() = ToProtoTime(txn.now());
-           } else {
-             after.mutable_job()->set_cancel_requested(true);
-           }
-           ExportJob result = after.job();
-           txn.Stage(JobChange{std::move(before), std::move(after)});
-           return result;
-         },
-         std::move(done)});
+  Enqueue(MakeOp<ExportJob>(
+      [id = std::move(id), tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
+        if (!before || before->tenant() != tenant) return JobNotFound(id);
+        const ExportJobStatus status = before->job().status();
+        if (IsTerminal(status)) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("job ", id, " is already ", StatusWord(status),
+                           "; only pending or processing jobs can be cancelled"));
+        }
+        if (status == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING &&
+            before->job().cancel_requested()) {
+          return before->job();  // Already requested: nothing changes.
+        }
+        JobRecord after = NextRevision(*before, txn.now());
+        if (status == exportjobs::v1::EXPORT_JOB_STATUS_PENDING) {
+          after.mutable_job()->set_status(exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED);
+          *after.mutable_job()->mutable_completed_at() = ToProtoTime(txn.now());
+        } else {
+          after.mutable_job()->set_cancel_requested(true);
+        }
+        ExportJob result = after.job();
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return result;
+      },
+      std::move(done)));
 }
 
 void JobManager::Delete(std::string id, std::string tenant, StatusCallback done) {
-  Enqueue(
-      Op{[id = std::move(id), tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
-           EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
-           if (!before || before->tenant() != tenant) return JobNotFound(id);
-           const ExportJobStatus status = before->job().status();
-           if (!IsTerminal(status)) {
-             return absl::FailedPreconditionError(
-                 absl::StrCat("job ", id, " is ", StatusWord(status),
-                              "; only completed, failed or cancelled jobs can be deleted "
-                              "(cancel it first)"));
-           }
-           ExportJob result = before->job();
-           txn.Stage(JobChange{std::move(before), std::nullopt});
-           return result;
-         },
-         [done = std::move(done)](absl::StatusOr<ExportJob> job) mutable {
-           std::move(done)(job.status());
-         }});
+  Enqueue(MakeOp<ExportJob>(
+      [id = std::move(id), tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
+        if (!before || before->tenant() != tenant) return JobNotFound(id);
+        const ExportJobStatus status = before->job().status();
+        if (!IsTerminal(status)) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("job ", id, " is ", StatusWord(status),
+                           "; only completed, failed or cancelled jobs can be deleted "
+                           "(cancel it first)"));
+        }
+        ExportJob result = before->job();
+        txn.Stage(JobChange{std::move(before), std::nullopt});
+        txn.Discard(id, -1);
+        return result;
+      },
+      [done = std::move(done)](absl::StatusOr<ExportJob> job) mutable {
+        std::move(done)(job.status());
+      }));
 }
 
 void JobManager::Update(std::string id, Mutation mutate, JobCallback done) {
-  Enqueue(Op{[id = std::move(id),
-              mutate = std::move(mutate)](Txn& txn) mutable -> absl::StatusOr<ExportJob> {
-               EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
-               if (!before) return JobNotFound(id);
-               JobRecord after = NextRevision(*before, txn.now());
-               EXPORTD_RETURN_IF_ERROR(mutate(after));
-               if (after.job().id() != id ||
-                   after.job().revision() != before->job().revision() + 1) {
-                 return absl::InternalError("a job mutation may not change the id or revision");
-               }
-               ExportJob result = after.job();
-               txn.Stage(JobChange{std::move(before), std::move(after)});
-               return result;
-             },
-             std::move(done)});
+  Enqueue(MakeOp<ExportJob>(
+      [id = std::move(id),
+       mutate = std::move(mutate)](Txn& txn) mutable -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
+        if (!before) return JobNotFound(id);
+        JobRecord after = NextRevision(*before, txn.now());
+        EXPORTD_RETURN_IF_ERROR(mutate(after));
+        if (after.job().id() != id || after.job().revision() != before->job().revision() + 1) {
+          return absl::InternalError("a job mutation may not change the id or revision");
+        }
+        ExportJob result = after.job();
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return result;
+      },
+      std::move(done)));
 }
 
 void JobManager::Get(std::string id, std::string tenant, JobCallback done) {

@@ -6,15 +6,25 @@
 // Every committed change is then handed, in commit order, to the change listener (the
 // ProgressHub), which must not block.
 //
+// The worker protocol runs here too: claims take the oldest ready job from an in-memory index
+// of the claim queue (one ordered set per entity type, loaded at start, kept in step with every
+// commit); a claim that finds nothing parks until a job becomes ready or its wait ends; leases
+// are fenced by their token, extended by progress, and expired by Tick().
+//
 // Thread safety: all methods are thread-safe and return at once; callbacks run on the committer
 // thread (mutations) or a read executor thread (reads) and must not block.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
@@ -23,6 +33,7 @@
 #include "common/clock.h"
 #include "common/job_id.h"
 #include "exportjobs/v1/export_service.pb.h"
+#include "exportjobs/v1/worker_service.pb.h"
 #include "server/executor.h"
 #include "storage/job_store.h"
 
@@ -38,11 +49,34 @@ class JobManager {
   // Changes a job record in place; returns an error to leave it unchanged.
   using Mutation = absl::AnyInvocable<absl::Status(JobRecord&)>;
 
+  struct Claimed {
+    // Unset when no job came within the wait.
+    std::optional<ExportJob> job;
+    exportjobs::v1::Lease lease;
+  };
+  using ClaimCallback = absl::AnyInvocable<void(absl::StatusOr<Claimed>) &&>;
+  using ProgressCallback =
+      absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::ReportProgressResponse>) &&>;
+
   struct Options {
     // Most requests applied in one group commit.
     int max_group_size = 512;
     int default_page_size = 50;
     int max_page_size = 1000;
+    // How long a claim or a progress report keeps the lease.
+    absl::Duration lease_duration = absl::Seconds(30);
+    // Claims of a job before a failure or lease expiry fails it for good.
+    int max_attempts = 3;
+    // Backoff before retry n (from 1): retry_backoff * 2^(n-1), at most max_retry_backoff.
+    absl::Duration retry_backoff = absl::Seconds(1);
+    absl::Duration max_retry_backoff = absl::Minutes(5);
+    // How long a completed job's file stays downloadable.
+    absl::Duration retention = absl::Hours(24 * 7);
+    // The download URL of a completed job, valid until `expires`. Must not block.
+    std::function<std::string(const std::string& id, absl::Time expires)> download_url;
+    // Called after a commit with the parts to delete: those of an attempt that ended without
+    // completing (epoch >= 0) or of a deleted job (epoch -1). Must not block.
+    std::function<void(const std::string& id, int64_t epoch)> discard_parts;
   };
 
   // Starts the committer thread. `store`, `clock` and `readers` must outlive the manager.
@@ -71,6 +105,47 @@ class JobManager {
   // the error it returns is the call's result and nothing changes. NOT_FOUND for an unknown id.
   void Update(std::string id, Mutation mutate, JobCallback done);
 
+  // --- The worker protocol (WorkerService). Each call after Claim checks the lease token:
+  // ABORTED (and no change) when it is not the job's current, unexpired lease.
+
+  // Claims the oldest ready job of `entity_types` (empty: any) for `worker_id`: PROCESSING,
+  // attempt + 1, a new lease with the next epoch. Without a ready job, waits up to `wait`
+  // (real time) and answers without a job if none comes.
+  void Claim(std::string worker_id, std::vector<EntityType> entity_types, absl::Duration wait,
+             ClaimCallback done);
+
+  // Records progress and extends the lease.
+  void ReportProgress(exportjobs::v1::ReportProgressRequest request, ProgressCallback done);
+
+  // The epoch of the job's current lease if `token` is it (read only, for starting an upload).
+  void CheckLease(std::string id, std::string token,
+                  absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done);
+
+  // Records an uploaded part (replacing one with the same number) and extends the lease.
+  void RecordPart(std::string id, std::string token, exportjobs::v1::ExportPart part,
+                  JobCallback done);
+
+  // Completes the job when the manifest matches the uploaded parts exactly:
+  // FAILED_PRECONDITION naming the first missing, extra or different part; INVALID_ARGUMENT when
+  // the manifest itself is malformed or record_count is not the parts' sum.
+  void Complete(exportjobs::v1::CompleteExportJobRequest request, JobCallback done);
+
+  // A retryable failure with attempts left: PENDING after the backoff. Otherwise FAILED with the
+  // message (CANCELLED when cancel was requested). The attempt's parts are discarded.
+  void Fail(exportjobs::v1::FailExportJobRequest request, JobCallback done);
+
+  // The worker gives the job up: CANCELLED when cancel was requested, else PENDING at once
+  // without using an attempt. The attempt's parts are discarded.
+  void Release(std::string id, std::string token, JobCallback done);
+
+  // Expires leases due by the clock (PENDING after backoff, FAILED once attempts are used,
+  // CANCELLED when cancel was requested), answers claims whose wait ended, and hands ready jobs
+  // to waiting claims. The server calls it periodically; tests call it after moving a FakeClock.
+  void Tick();
+
+  // Claims parked waiting for a job (for tests and metrics).
+  int waiting_claims();
+
   // NOT_FOUND for an unknown id or another tenant's job.
   void Get(std::string id, std::string tenant, JobCallback done);
 
@@ -84,15 +159,50 @@ class JobManager {
 
  private:
   class Txn;
+  // One queued request. `apply` runs on the committer against the group's state and stages
+  // changes; `finish` answers the caller once the group's write is done (`written` OK) or
+  // failed. An op that parks (a claim waiting for a job) leaves `finish` to the waiter.
   struct Op {
-    absl::AnyInvocable<absl::StatusOr<ExportJob>(Txn&)> apply;
-    JobCallback done;
+    absl::AnyInvocable<void(Txn&)> apply;
+    absl::AnyInvocable<void(const absl::Status& written)> finish;
   };
-
+  // A claim, from its request until it is answered; parked in waiters_ while it waits.
+  struct ClaimState {
+    std::string worker_id;
+    std::vector<EntityType> entity_types;
+    absl::Time deadline;  // Real time.
+    ClaimCallback done;
+    absl::StatusOr<Claimed> result = absl::UnknownError("not applied");
+    bool parked = false;
+  };
   JobManager(JobStore* store, const Clock* clock, Executor* readers, Options options,
              ChangeListener listener);
   void Enqueue(Op op);
   void CommitLoop();
+  // An op whose result is a StatusOr<T>: the caller gets the result, or UNAVAILABLE when the
+  // group's write failed.
+  template <typename T>
+  static Op MakeOp(absl::AnyInvocable<absl::StatusOr<T>(Txn&)> apply,
+                   absl::AnyInvocable<void(absl::StatusOr<T>) &&> done);
+  // The op of a claim: claims in the group's state, or parks the claim in waiters_.
+  Op ClaimOp(std::shared_ptr<ClaimState> claim);
+  absl::StatusOr<Claimed> TryClaim(Txn& txn, const ClaimState& claim);
+  // The job's record when `token` is its current, unexpired lease; ABORTED otherwise.
+  static absl::StatusOr<JobRecord> LeasedJob(Txn& txn, const std::string& id,
+                                             const std::string& token);
+  // Committer only: keeps the ready index in step with committed changes, and wakes waiters
+  // for jobs that became ready.
+  void AfterCommit(const std::vector<JobChange>& changes);
+  // Committer only: answers waiters whose wait ended; requeues claims of waiters that can now
+  // get a job.
+  void ServeWaiters(absl::Time clock_now);
+  absl::Duration Backoff(int attempt) const;
+
+  // The claim queue in memory: per entity type, (ready_at micros, id) of pending jobs, as
+  // committed. Committer thread only.
+  std::vector<std::set<std::pair<int64_t, std::string>>> ready_;
+  std::deque<std::shared_ptr<ClaimState>> waiters_;
+  std::atomic<int> waiting_{0};
 
   JobStore* const store_;
   const Clock* const clock_;

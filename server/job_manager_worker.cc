@@ -1,0 +1,422 @@
+// JobManager: the worker protocol (claims, leases, parts, completion, failure, expiry).
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <random>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "server/job_manager.h"
+#include "server/job_txn.h"
+
+namespace exportd {
+namespace {
+
+using exportjobs::v1::ExportPart;
+using job_internal::JobNotFound;
+using job_internal::NextRevision;
+
+constexpr auto kPending = exportjobs::v1::EXPORT_JOB_STATUS_PENDING;
+constexpr auto kProcessing = exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING;
+
+std::string NewLeaseToken() {
+  thread_local std::mt19937_64 random(std::random_device{}());
+  const uint64_t words[2] = {random(), random()};
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(words), sizeof(words)));
+}
+
+int64_t ReadyMicros(const JobRecord& record) {
+  return absl::ToUnixMicros(
+      FromProtoTime(record.has_ready_at() ? record.ready_at() : record.job().created_at()));
+}
+
+std::string Describe(const ExportPart& p) {
+  return absl::StrCat("part ", p.part_number(), " (", p.size_bytes(), " bytes, ", p.record_count(),
+                      " records, sha256 ", p.sha256(), ")");
+}
+
+// Ends the record's attempt: no lease token, no uploaded parts, no progress. The epoch stays,
+// so that the next claim takes the next one.
+void EndAttempt(JobRecord& record) {
+  record.mutable_lease()->clear_token();
+  record.mutable_lease()->clear_expires_at();
+  record.clear_uploaded_parts();
+  record.mutable_job()->clear_progress();
+}
+
+void SetTerminal(JobRecord& record, ExportJobStatus status, absl::Time now) {
+  record.mutable_job()->set_status(status);
+  *record.mutable_job()->mutable_completed_at() = ToProtoTime(now);
+}
+
+}  // namespace
+
+absl::StatusOr<JobRecord> JobManager::LeasedJob(Txn& txn, const std::string& id,
+                                                const std::string& token) {
+  EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> record, txn.Read(id));
+  if (!record) return JobNotFound(id);
+  const exportjobs::internal::v1::Lease& lease = record->lease();
+  if (record->job().status() != kProcessing || lease.token().empty() || lease.token() != token) {
+    return absl::AbortedError(absl::StrCat(
+        "job ", id,
+        ": lease_token is not the job's current lease (it expired, or the job was claimed "
+        "again or finished); drop the job"));
+  }
+  if (FromProtoTime(lease.expires_at()) <= txn.now()) {
+    return absl::AbortedError(absl::StrCat("job ", id, ": the lease expired; drop the job"));
+  }
+  return *std::move(record);
+}
+
+absl::Duration JobManager::Backoff(int attempt) const {
+  absl::Duration backoff = options_.retry_backoff;
+  for (int i = 1; i < attempt && backoff < options_.max_retry_backoff; ++i) backoff *= 2;
+  return std::min(backoff, options_.max_retry_backoff);
+}
+
+int JobManager::waiting_claims() { return waiting_.load(); }
+
+void JobManager::Claim(std::string worker_id, std::vector<EntityType> entity_types,
+                       absl::Duration wait, ClaimCallback done) {
+  auto claim = std::make_shared<ClaimState>();
+  claim->worker_id = std::move(worker_id);
+  claim->entity_types = std::move(entity_types);
+  claim->deadline = absl::Now() + wait;
+  claim->done = std::move(done);
+  Enqueue(ClaimOp(std::move(claim)));
+}
+
+JobManager::Op JobManager::ClaimOp(std::shared_ptr<ClaimState> claim) {
+  return Op{[this, claim](Txn& txn) {
+              claim->result = TryClaim(txn, *claim);
+              if (claim->result.ok() && !claim->result->job && claim->deadline > absl::Now()) {
+                claim->parked = true;
+                waiters_.push_back(claim);
+                waiting_.store(static_cast<int>(waiters_.size()));
+              }
+            },
+            [claim](const absl::Status& written) {
+              if (claim->parked) return;  // A waiter now; ServeWaiters answers it.
+              if (!written.ok()) return std::move(claim->done)(written);
+              std::move(claim->done)(std::move(claim->result));
+            }};
+}
+
+absl::StatusOr<JobManager::Claimed> JobManager::TryClaim(Txn& txn, const ClaimState& claim) {
+  const int64_t now = absl::ToUnixMicros(txn.now());
+  std::vector<EntityType> types = claim.entity_types;
+  if (types.empty()) {
+    for (int t = 1; t < static_cast<int>(ready_.size()); ++t) {
+      types.push_back(static_cast<EntityType>(t));
+    }
+  }
+  std::optional<std::pair<int64_t, std::string>> best;
+  for (EntityType type : types) {
+    const auto& ready = ready_[static_cast<size_t>(type)];
+    for (auto it = ready.begin(); it != ready.end() && it->first <= now; ++it) {
+      if (best && *it >= *best) break;
+      EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> record, txn.Read(it->second));
+      // Claimed or cancelled earlier in this group: the index changes only at commit.
+      if (record && record->job().status() == kPending && ReadyMicros(*record) <= now) {
+        best = *it;
+        break;
+      }
+    }
+  }
+  if (!best) return Claimed{};
+
+  EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(best->second));
+  JobRecord after = NextRevision(*before, txn.now());
+  ExportJob& job = *after.mutable_job();
+  job.set_status(kProcessing);
+  job.set_attempt(job.attempt() + 1);
+  *job.mutable_started_at() = ToProtoTime(txn.now());
+  job.clear_progress();
+  exportjobs::internal::v1::Lease& lease = *after.mutable_lease();
+  lease.set_token(NewLeaseToken());
+  lease.set_epoch(lease.epoch() + 1);
+  *lease.mutable_expires_at() = ToProtoTime(txn.now() + options_.lease_duration);
+  lease.set_worker_id(claim.worker_id);
+  after.clear_uploaded_parts();
+
+  Claimed claimed;
+  claimed.job = job;
+  claimed.lease.set_token(lease.token());
+  claimed.lease.set_epoch(lease.epoch());
+  *claimed.lease.mutable_expires_at() = lease.expires_at();
+  txn.Stage(JobChange{std::move(before), std::move(after)});
+  return claimed;
+}
+
+void JobManager::AfterCommit(const std::vector<JobChange>& changes) {
+  for (const JobChange& change : changes) {
+    if (change.before && change.before->job().status() == kPending) {
+      ready_[static_cast<size_t>(change.before->job().entity_type())].erase(
+          {ReadyMicros(*change.before), change.before->job().id()});
+    }
+    if (change.after && change.after->job().status() == kPending) {
+      ready_[static_cast<size_t>(change.after->job().entity_type())].emplace(
+          ReadyMicros(*change.after), change.after->job().id());
+    }
+  }
+}
+
+void JobManager::ServeWaiters(absl::Time clock_now) {
+  if (waiters_.empty()) return;
+  const int64_t now = absl::ToUnixMicros(clock_now);
+  const absl::Time real_now = absl::Now();
+  absl::flat_hash_set<std::string> promised;
+  std::deque<std::shared_ptr<ClaimState>> still_waiting;
+  for (std::shared_ptr<ClaimState>& claim : waiters_) {
+    // A ready job nobody else in this pass was sent for: wake this claim for it.
+    bool wake = false;
+    for (int t = 1; t < static_cast<int>(ready_.size()) && !wake; ++t) {
+      const bool wanted = claim->entity_types.empty() ||
+                          std::find(claim->entity_types.begin(), claim->entity_types.end(),
+                                    static_cast<EntityType>(t)) != claim->entity_types.end();
+      if (!wanted) continue;
+      for (const auto& [ready_at, id] : ready_[static_cast<size_t>(t)]) {
+        if (ready_at > now) break;
+        if (promised.insert(id).second) {
+          wake = true;
+          break;
+        }
+      }
+    }
+    if (wake) {
+      claim->parked = false;
+      Enqueue(ClaimOp(std::move(claim)));
+    } else if (claim->deadline <= real_now) {
+      claim->parked = false;
+      std::move(claim->done)(Claimed{});
+    } else {
+      still_waiting.push_back(std::move(claim));
+    }
+  }
+  waiters_ = std::move(still_waiting);
+  waiting_.store(static_cast<int>(waiters_.size()));
+}
+
+void JobManager::Tick() {
+  Enqueue(Op{[this](Txn& txn) {
+               absl::StatusOr<std::vector<IndexEntry>> expired =
+                   store_->ScanLeases(txn.now(), 1000);
+               if (!expired.ok()) return;  // The next tick tries again.
+               for (const IndexEntry& entry : *expired) {
+                 absl::StatusOr<std::optional<JobRecord>> before = txn.Read(entry.id);
+                 if (!before.ok() || !*before) continue;
+                 const JobRecord& record = **before;
+                 if (record.job().status() != kProcessing ||
+                     FromProtoTime(record.lease().expires_at()) > txn.now()) {
+                   continue;
+                 }
+                 JobRecord after = NextRevision(record, txn.now());
+                 const int attempt = record.job().attempt();
+                 if (record.job().cancel_requested()) {
+                   SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED, txn.now());
+                 } else if (attempt >= options_.max_attempts) {
+                   SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_FAILED, txn.now());
+                   after.mutable_job()->set_error_message(
+                       absl::StrCat("lease expired; ", attempt, " attempts"));
+                 } else {
+                   after.mutable_job()->set_status(kPending);
+                   *after.mutable_ready_at() = ToProtoTime(txn.now() + Backoff(attempt));
+                 }
+                 EndAttempt(after);
+                 txn.Discard(entry.id, record.lease().epoch());
+                 txn.Stage(JobChange{**before, std::move(after)});
+               }
+             },
+             nullptr});
+}
+
+void JobManager::ReportProgress(exportjobs::v1::ReportProgressRequest request,
+                                ProgressCallback done) {
+  Enqueue(MakeOp<exportjobs::v1::ReportProgressResponse>(
+      [this, request = std::move(request)](
+          Txn& txn) -> absl::StatusOr<exportjobs::v1::ReportProgressResponse> {
+        EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
+                                 LeasedJob(txn, request.job_id(), request.lease_token()));
+        JobRecord after = NextRevision(before, txn.now());
+        exportjobs::v1::ExportProgress& progress = *after.mutable_job()->mutable_progress();
+        progress.set_records_processed(request.records_processed());
+        progress.set_bytes_written(request.bytes_written());
+        progress.set_parts_uploaded(request.parts_uploaded());
+        progress.set_records_total_estimate(request.records_total_estimate());
+        *after.mutable_lease()->mutable_expires_at() =
+            ToProtoTime(txn.now() + options_.lease_duration);
+        exportjobs::v1::ReportProgressResponse response;
+        *response.mutable_lease_expires_at() = after.lease().expires_at();
+        response.set_cancel_requested(after.job().cancel_requested());
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return response;
+      },
+      std::move(done)));
+}
+
+void JobManager::CheckLease(std::string id, std::string token,
+                            absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done) {
+  readers_->Submit(
+      [this, id = std::move(id), token = std::move(token), done = std::move(done)]() mutable {
+        Txn txn(store_, clock_->Now());
+        absl::StatusOr<JobRecord> record = LeasedJob(txn, id, token);
+        if (!record.ok()) return std::move(done)(record.status());
+        std::move(done)(record->lease().epoch());
+      });
+}
+
+void JobManager::RecordPart(std::string id, std::string token, ExportPart part, JobCallback done) {
+  Enqueue(MakeOp<ExportJob>(
+      [this, id = std::move(id), token = std::move(token),
+       part = std::move(part)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(JobRecord before, LeasedJob(txn, id, token));
+        JobRecord after = NextRevision(before, txn.now());
+        auto* parts = after.mutable_uploaded_parts();
+        auto it = std::find_if(parts->begin(), parts->end(), [&](const ExportPart& p) {
+          return p.part_number() >= part.part_number();
+        });
+        if (it != parts->end() && it->part_number() == part.part_number()) {
+          *it = part;
+        } else {
+          const int index = static_cast<int>(it - parts->begin());
+          parts->Add()->CopyFrom(part);
+          for (int i = parts->size() - 1; i > index; --i) parts->SwapElements(i, i - 1);
+        }
+        after.mutable_job()->mutable_progress()->set_parts_uploaded(parts->size());
+        *after.mutable_lease()->mutable_expires_at() =
+            ToProtoTime(txn.now() + options_.lease_duration);
+        ExportJob result = after.job();
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return result;
+      },
+      std::move(done)));
+}
+
+// Checks the manifest against the uploaded parts; FAILED_PRECONDITION or INVALID_ARGUMENT
+// naming the first difference.
+static absl::Status CheckManifest(const exportjobs::v1::CompleteExportJobRequest& request,
+                                  const JobRecord& record) {
+  const auto& manifest = request.parts();
+  const auto& uploaded = record.uploaded_parts();
+  if (manifest.empty()) return absl::InvalidArgumentError("parts: must list at least part 1");
+  int64_t records = 0;
+  for (int i = 0; i < manifest.size(); ++i) {
+    if (manifest[i].part_number() != i + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("parts[", i, "].part_number: expected ", i + 1,
+                                                     " (parts are numbered "
+                                                     "from 1, in order, without gaps), got ",
+                                                     manifest[i].part_number()));
+    }
+    records += manifest[i].record_count();
+  }
+  if (request.record_count() != records) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record_count: ", request.record_count(), ", but the parts hold ", records));
+  }
+  for (int i = 0; i < manifest.size(); ++i) {
+    auto it = std::find_if(uploaded.begin(), uploaded.end(), [&](const ExportPart& p) {
+      return p.part_number() == manifest[i].part_number();
+    });
+    if (it == uploaded.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("parts[", i, "]: part ", manifest[i].part_number(), " was not uploaded"));
+    }
+    if (it->size_bytes() != manifest[i].size_bytes() ||
+        it->record_count() != manifest[i].record_count() || it->sha256() != manifest[i].sha256()) {
+      return absl::FailedPreconditionError(absl::StrCat("parts[", i, "]: the manifest says ",
+                                                        Describe(manifest[i]),
+                                                        " but the upload was ", Describe(*it)));
+    }
+  }
+  for (const ExportPart& part : uploaded) {
+    if (part.part_number() > manifest.size()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("part ", part.part_number(), " was uploaded but is not in the manifest"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::Complete(exportjobs::v1::CompleteExportJobRequest request, JobCallback done) {
+  Enqueue(MakeOp<ExportJob>(
+      [this, request = std::move(request)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
+                                 LeasedJob(txn, request.job_id(), request.lease_token()));
+        EXPORTD_RETURN_IF_ERROR(CheckManifest(request, before));
+        JobRecord after = NextRevision(before, txn.now());
+        ExportJob& job = *after.mutable_job();
+        int64_t size = 0;
+        for (const ExportPart& part : request.parts()) size += part.size_bytes();
+        SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED, txn.now());
+        job.set_record_count(request.record_count());
+        job.set_file_parts(request.parts_size());
+        job.set_file_size_bytes(size);
+        const absl::Time expires = txn.now() + options_.retention;
+        *job.mutable_expires_at() = ToProtoTime(expires);
+        if (options_.download_url) job.set_download_url(options_.download_url(job.id(), expires));
+        *job.mutable_parts() = request.parts();
+        exportjobs::v1::ExportProgress& progress = *job.mutable_progress();
+        progress.set_records_processed(request.record_count());
+        progress.set_bytes_written(size);
+        progress.set_parts_uploaded(request.parts_size());
+        after.mutable_lease()->clear_token();
+        after.mutable_lease()->clear_expires_at();
+        after.clear_uploaded_parts();
+        ExportJob result = job;
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return result;
+      },
+      std::move(done)));
+}
+
+void JobManager::Fail(exportjobs::v1::FailExportJobRequest request, JobCallback done) {
+  Enqueue(MakeOp<ExportJob>(
+      [this, request = std::move(request)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
+                                 LeasedJob(txn, request.job_id(), request.lease_token()));
+        JobRecord after = NextRevision(before, txn.now());
+        const int attempt = before.job().attempt();
+        if (before.job().cancel_requested()) {
+          SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED, txn.now());
+        } else if (request.retryable() && attempt < options_.max_attempts) {
+          after.mutable_job()->set_status(kPending);
+          *after.mutable_ready_at() = ToProtoTime(txn.now() + Backoff(attempt));
+        } else {
+          SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_FAILED, txn.now());
+          after.mutable_job()->set_error_message(request.error_message());
+        }
+        EndAttempt(after);
+        txn.Discard(request.job_id(), before.lease().epoch());
+        ExportJob result = after.job();
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return result;
+      },
+      std::move(done)));
+}
+
+void JobManager::Release(std::string id, std::string token, JobCallback done) {
+  Enqueue(MakeOp<ExportJob>(
+      [id = std::move(id), token = std::move(token)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        EXPORTD_ASSIGN_OR_RETURN(JobRecord before, LeasedJob(txn, id, token));
+        JobRecord after = NextRevision(before, txn.now());
+        if (before.job().cancel_requested()) {
+          SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED, txn.now());
+        } else {
+          after.mutable_job()->set_status(kPending);
+          after.mutable_job()->set_attempt(before.job().attempt() - 1);
+          *after.mutable_ready_at() = ToProtoTime(txn.now());
+        }
+        EndAttempt(after);
+        txn.Discard(id, before.lease().epoch());
+        ExportJob result = after.job();
+        txn.Stage(JobChange{std::move(before), std::move(after)});
+        return result;
+      },
+      std::move(done)));
+}
+
+}  // namespace exportd
