@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <mutex>
 #include <system_error>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -15,6 +17,7 @@
 #include "server/export_service.h"
 #include "server/job_manager.h"
 #include "server/progress_hub.h"
+#include "storage/blob_store.h"
 #include "storage/rocksdb_job_store.h"
 
 namespace exportd {
@@ -42,12 +45,18 @@ class ExportServer::Impl {
   // Declaration order is destruction order in reverse: the gRPC server goes first, the store last.
   ServerOptions options;
   std::unique_ptr<JobStore> store;
+  std::unique_ptr<BlobStore> blobs;
   std::unique_ptr<Executor> readers;
+  std::unique_ptr<Executor> io;
   ProgressHub hub;
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<ExportServiceImpl> service;
+  std::unique_ptr<WorkerServiceImpl> workers;
   std::unique_ptr<grpc::Server> server;
   std::string address;
+  // Runs JobManager::Tick every tick_interval until stopped.
+  std::thread ticker;
+  absl::Notification stop_ticker;
 
   std::once_flag shutdown_once;
 
@@ -60,10 +69,13 @@ class ExportServer::Impl {
       server->GetHealthCheckService()->SetServingStatus(false);
       // New calls are answered UNAVAILABLE; watchers get what is queued and an UNAVAILABLE
       // end; in-flight calls finish (the committer and readers still run).
-      service->StartDraining();
+      service->calls().StartDraining();
+      workers->calls().StartDraining();
       hub.Shutdown();
+      jobs->EndWaitingClaims();
       const absl::Time deadline = absl::Now() + options.shutdown_grace;
-      const bool drained = service->AwaitIdle(deadline) && hub.AwaitNoWatchers(deadline);
+      const bool drained = service->calls().AwaitIdle(deadline) &&
+                           workers->calls().AwaitIdle(deadline) && hub.AwaitNoWatchers(deadline);
       if (!drained) {
         std::fprintf(stderr, "export-server: calls still running after %s are cancelled\n",
                      absl::FormatDuration(options.shutdown_grace).c_str());
@@ -72,13 +84,21 @@ class ExportServer::Impl {
       // clients to acknowledge the GOAWAY (whose clients may poll only every few seconds).
       server->Shutdown(std::chrono::system_clock::now());
     }
+    if (ticker.joinable()) {
+      stop_ticker.Notify();
+      ticker.join();
+    }
     if (jobs) jobs->Shutdown();
     if (readers) readers->Shutdown();
+    if (io) io->Shutdown();
     if (server) server->Wait();
     server.reset();
     service.reset();
+    workers.reset();
     jobs.reset();
     readers.reset();
+    io.reset();
+    blobs.reset();
     store.reset();  // Closes RocksDB.
   }
 };
@@ -91,15 +111,31 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   store_options.path = (std::filesystem::path(options.data_dir) / "jobs").string();
   EXPORTD_ASSIGN_OR_RETURN(impl->store, RocksDbJobStore::Open(store_options));
 
-  impl->readers = std::make_unique<Executor>("exportd-read", options.read_threads);
-  ProgressHub* hub = &impl->hub;
   EXPORTD_ASSIGN_OR_RETURN(
-      impl->jobs, JobManager::Start(impl->store.get(), options.clock, impl->readers.get(),
-                                    JobManager::Options{},
-                                    [hub](const JobChange& change) { hub->Publish(change); }));
+      impl->blobs, OpenFileBlobStore((std::filesystem::path(options.data_dir) / "parts").string()));
+
+  impl->readers = std::make_unique<Executor>("exportd-read", options.read_threads);
+  impl->io = std::make_unique<Executor>("exportd-io", options.io_threads);
+  ProgressHub* hub = &impl->hub;
+  BlobStore* blobs = impl->blobs.get();
+  Executor* io = impl->io.get();
+  JobManager::Options job_options = options.jobs;
+  job_options.discard_parts = [blobs, io](const std::string& id, int64_t epoch) {
+    io->Submit([blobs, id, epoch] {
+      if (absl::Status deleted = blobs->DeleteParts(id, epoch); !deleted.ok()) {
+        std::fprintf(stderr, "export-server: job %s: %s\n", id.c_str(),
+                     std::string(deleted.message()).c_str());
+      }
+    });
+  };
+  EXPORTD_ASSIGN_OR_RETURN(
+      impl->jobs,
+      JobManager::Start(impl->store.get(), options.clock, impl->readers.get(), job_options,
+                        [hub](const JobChange& change) { hub->Publish(change); }));
   impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
                                                       impl->readers.get(), options.create_limits,
                                                       options.watch_limits);
+  impl->workers = std::make_unique<WorkerServiceImpl>(impl->jobs.get(), blobs, io, options.workers);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -108,12 +144,20 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(impl->service.get());
+  builder.RegisterService(impl->workers.get());
+  // Part uploads send chunks of up to max_chunk_bytes.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.workers.max_chunk_bytes + (64 << 10)));
   impl->server = builder.BuildAndStart();
   if (!impl->server || port == 0) {
     impl->server.reset();
     return absl::UnavailableError(
         absl::StrCat("grpc_address: cannot listen on ", options.grpc_address));
   }
+  impl->ticker = std::thread([impl = impl.get()] {
+    while (!impl->stop_ticker.WaitForNotificationWithTimeout(impl->options.tick_interval)) {
+      impl->jobs->Tick();
+    }
+  });
   impl->server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
   const std::string& requested = options.grpc_address;
   impl->address = absl::StrCat(requested.substr(0, requested.rfind(':')), ":", port);
@@ -128,7 +172,7 @@ const std::string& ExportServer::grpc_address() const { return impl_->address; }
 
 JobManager* ExportServer::job_manager() const { return impl_->jobs.get(); }
 
-int ExportServer::calls_in_flight() const { return impl_->service->calls_in_flight(); }
+int ExportServer::calls_in_flight() const { return impl_->service->calls().in_flight(); }
 
 void ExportServer::Shutdown() { impl_->Shutdown(); }
 

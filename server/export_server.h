@@ -12,21 +12,29 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "server/job_manager.h"
+#include "server/worker_service.h"
 #include "server/validation.h"
 #include "server/watch_reactor.h"
 
 namespace exportd {
 
 struct ServerOptions {
-  // Holds the RocksDB database (jobs/) and, later, part files. Created when missing.
+  // Holds the RocksDB database (jobs/) and the part files (parts/). Created when missing.
   std::string data_dir = "data";
   // HOST:PORT; port 0 picks a free port (see ExportServer::grpc_address()).
   std::string grpc_address = "127.0.0.1:50051";
   // Time in-flight calls get to finish at shutdown before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
   int read_threads = 2;
+  // Threads writing and reading part files.
+  int io_threads = 2;
   CreateLimits create_limits;
   WatchLimits watch_limits;
+  // Leases, retries, retention and download URLs (see JobManager::Options).
+  JobManager::Options jobs;
+  WorkerServiceImpl::Options workers;
+  // How often leases are checked for expiry and waiting claims for their end.
+  absl::Duration tick_interval = absl::Milliseconds(100);
   // Not owned; must outlive the server.
   const Clock* clock = Clock::Real();
 };

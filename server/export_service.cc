@@ -21,38 +21,9 @@ ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const J
 
 std::string ExportServiceImpl::TenantOf(const grpc::CallbackServerContext*) { return ""; }
 
-void ExportServiceImpl::StartDraining() {
-  absl::MutexLock lock(&mu_);
-  draining_ = true;
-}
-
-int ExportServiceImpl::calls_in_flight() {
-  absl::MutexLock lock(&mu_);
-  return in_flight_;
-}
-
-bool ExportServiceImpl::AwaitIdle(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithDeadline(absl::Condition(
-                                   +[](int* in_flight) { return *in_flight == 0; }, &in_flight_),
-                               deadline);
-}
-
-bool ExportServiceImpl::Enter() {
-  absl::MutexLock lock(&mu_);
-  if (draining_) return false;
-  ++in_flight_;
-  return true;
-}
-
-void ExportServiceImpl::Exit() {
-  absl::MutexLock lock(&mu_);
-  --in_flight_;
-}
-
 void ExportServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
   reactor->Finish(ToGrpcStatus(status));
-  Exit();
+  calls_.Exit();
 }
 
 auto ExportServiceImpl::FinishWithJob(grpc::ServerUnaryReactor* reactor,
@@ -72,7 +43,7 @@ template <typename Start>
 grpc::ServerUnaryReactor* ExportServiceImpl::Unary(grpc::CallbackServerContext* context,
                                                    const absl::Status& valid, Start start) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!Enter()) return Refuse(reactor);
+  if (!calls_.Enter()) return Refuse(reactor);
   if (!valid.ok()) {
     Finish(reactor, valid);
   } else {

@@ -7,9 +7,8 @@
 
 #include <string>
 
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
+#include "server/call_tracker.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/progress_hub.h"
@@ -47,20 +46,10 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
       grpc::CallbackServerContext* context,
       const exportjobs::v1::WatchExportJobsRequest* request) override;
 
-  // From now on every new call is answered UNAVAILABLE at once.
-  void StartDraining();
-
-  // Unary calls received and not yet finished.
-  int calls_in_flight();
-
-  // Waits until no unary call is in flight, or until `deadline`. True when none is.
-  bool AwaitIdle(absl::Time deadline);
+  // Unary calls in flight; drained at shutdown.
+  CallTracker& calls() { return calls_; }
 
  private:
-  // Counts a unary call in; false (and nothing counted) when draining.
-  bool Enter();
-  // Counts a unary call out; call once per successful Enter, after its Finish.
-  void Exit();
   // Finishes `reactor` with `status` and counts the call out.
   void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status);
   // Finishes with a job result, copying the job into `response` on success.
@@ -84,9 +73,7 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   const CreateLimits create_limits_;
   const WatchLimits watch_limits_;
 
-  absl::Mutex mu_;
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  CallTracker calls_;
 };
 
 }  // namespace exportd

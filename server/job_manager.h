@@ -143,6 +143,9 @@ class JobManager {
   // to waiting claims. The server calls it periodically; tests call it after moving a FakeClock.
   void Tick();
 
+  // Answers every waiting claim at once without a job (the server is shutting down).
+  void EndWaitingClaims();
+
   // Claims parked waiting for a job (for tests and metrics).
   int waiting_claims();
 

@@ -201,6 +201,18 @@ void JobManager::ServeWaiters(absl::Time clock_now) {
   waiting_.store(static_cast<int>(waiters_.size()));
 }
 
+void JobManager::EndWaitingClaims() {
+  Enqueue(Op{[this](Txn&) {
+               for (std::shared_ptr<ClaimState>& claim : waiters_) {
+                 claim->parked = false;
+                 std::move(claim->done)(Claimed{});
+               }
+               waiters_.clear();
+               waiting_.store(0);
+             },
+             nullptr});
+}
+
 void JobManager::Tick() {
   Enqueue(Op{[this](Txn& txn) {
                absl::StatusOr<std::vector<IndexEntry>> expired =

@@ -50,6 +50,7 @@ class TestServer {
   }
 
   ExportServer& server() { return *server_; }
+  const std::string& data_dir() const { return dir_.path(); }
   ExportService::Stub& stub() { return *stub_; }
   const std::string& address() const { return server_->grpc_address(); }
 

@@ -1,0 +1,67 @@
+// WorkerServiceImpl: the internal gRPC protocol of export-worker processes, on the callback
+// API. Requests are validated on the gRPC thread and handed to the JobManager; part uploads
+// stream into the BlobStore on the I/O executor (never on a gRPC thread), one message at a time.
+//
+// Thread safety: called by gRPC from any thread.
+#pragma once
+
+#include "absl/time/time.h"
+#include "exportjobs/v1/worker_service.grpc.pb.h"
+#include "server/call_tracker.h"
+#include "server/executor.h"
+#include "server/job_manager.h"
+#include "storage/blob_store.h"
+
+namespace exportd {
+
+class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackService {
+ public:
+  struct Options {
+    // Longest long-poll of a claim.
+    absl::Duration max_claim_wait = absl::Seconds(30);
+    // Largest data message of an upload.
+    int64_t max_chunk_bytes = 4 << 20;
+    // Largest part.
+    int64_t max_part_bytes = int64_t{4} << 30;
+  };
+
+  // All pointers must outlive the service.
+  WorkerServiceImpl(JobManager* jobs, BlobStore* blobs, Executor* io, Options options);
+
+  grpc::ServerUnaryReactor* ClaimExportJob(
+      grpc::CallbackServerContext* context, const exportjobs::v1::ClaimExportJobRequest* request,
+      exportjobs::v1::ClaimExportJobResponse* response) override;
+  grpc::ServerUnaryReactor* ReportProgress(
+      grpc::CallbackServerContext* context, const exportjobs::v1::ReportProgressRequest* request,
+      exportjobs::v1::ReportProgressResponse* response) override;
+  grpc::ServerReadReactor<exportjobs::v1::UploadExportPartRequest>* UploadExportPart(
+      grpc::CallbackServerContext* context,
+      exportjobs::v1::UploadExportPartResponse* response) override;
+  grpc::ServerUnaryReactor* CompleteExportJob(
+      grpc::CallbackServerContext* context, const exportjobs::v1::CompleteExportJobRequest* request,
+      exportjobs::v1::ExportJob* response) override;
+  grpc::ServerUnaryReactor* FailExportJob(grpc::CallbackServerContext* context,
+                                          const exportjobs::v1::FailExportJobRequest* request,
+                                          exportjobs::v1::ExportJob* response) override;
+  grpc::ServerUnaryReactor* ReleaseExportJob(grpc::CallbackServerContext* context,
+                                             const exportjobs::v1::ReleaseExportJobRequest* request,
+                                             exportjobs::v1::ExportJob* response) override;
+
+  // Calls in flight (uploads included); drained at shutdown.
+  CallTracker& calls() { return calls_; }
+
+ private:
+  template <typename Start>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const absl::Status& valid,
+                                  Start start);
+  void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status);
+  auto FinishWithJob(grpc::ServerUnaryReactor* reactor, exportjobs::v1::ExportJob* response);
+
+  JobManager* const jobs_;
+  BlobStore* const blobs_;
+  Executor* const io_;
+  const Options options_;
+  CallTracker calls_;
+};
+
+}  // namespace exportd

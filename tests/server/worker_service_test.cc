@@ -1,0 +1,252 @@
+// WorkerService over a real gRPC channel to a real server: claims, progress, part uploads,
+// completion, and the errors of each.
+#include <openssl/sha.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/synchronization/notification.h"
+#include "exportjobs/v1/worker_service.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/test_server.h"
+
+namespace exportd::testing {
+namespace {
+
+using exportjobs::v1::ClaimExportJobRequest;
+using exportjobs::v1::ClaimExportJobResponse;
+using exportjobs::v1::UploadExportPartRequest;
+using exportjobs::v1::UploadExportPartResponse;
+using exportjobs::v1::WorkerService;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
+class WorkerServiceTest : public ::testing::Test {
+ protected:
+  explicit WorkerServiceTest(ServerOptions options = {})
+      : server_(options), workers_(WorkerService::NewStub(NewChannel(server_.address(), 7))) {}
+
+  ClaimExportJobResponse Claim() {
+    ClaimExportJobRequest request;
+    request.set_worker_id("worker-1");
+    ClaimExportJobResponse response;
+    grpc::Status status = workers_->ClaimExportJob(Deadlined().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  // Uploads `chunks` as one part; the trailer states `size` and `sha` (defaults: the truth).
+  grpc::Status Upload(const std::string& job_id, const std::string& token, int part,
+                      const std::vector<std::string>& chunks, UploadExportPartResponse* response,
+                      int64_t size = -1, std::string sha = "", bool send_trailer = true,
+                      bool send_header = true) {
+    std::string all;
+    for (const auto& c : chunks) all += c;
+    auto context = Deadlined();
+    auto writer = workers_->UploadExportPart(context.get(), response);
+    UploadExportPartRequest message;
+    if (send_header) {
+      message.mutable_header()->set_job_id(job_id);
+      message.mutable_header()->set_lease_token(token);
+      message.mutable_header()->set_part_number(part);
+      message.mutable_header()->set_record_count(3);
+      writer->Write(message);
+    }
+    for (const auto& c : chunks) {
+      message.set_chunk(c);
+      writer->Write(message);
+    }
+    if (send_trailer) {
+      message.mutable_trailer()->set_size_bytes(size < 0 ? static_cast<int64_t>(all.size()) : size);
+      message.mutable_trailer()->set_sha256(sha.empty() ? Sha256Hex(all) : sha);
+      writer->Write(message);
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  grpc::Status Complete(const std::string& job_id, const std::string& token,
+                        const std::vector<exportjobs::v1::ExportPart>& parts, ExportJob* job) {
+    exportjobs::v1::CompleteExportJobRequest request;
+    request.set_job_id(job_id);
+    request.set_lease_token(token);
+    int64_t records = 0;
+    for (const auto& p : parts) {
+      *request.add_parts() = p;
+      records += p.record_count();
+    }
+    request.set_record_count(records);
+    return workers_->CompleteExportJob(Deadlined().get(), request, job);
+  }
+
+  TestServer server_;
+  std::unique_ptr<WorkerService::Stub> workers_;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+TEST_F(WorkerServiceTest, ClaimUploadCompleteOverGrpc) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  ClaimExportJobResponse claimed = Claim();
+  ASSERT_EQ(claimed.job().id(), job.id());
+  const std::string token = claimed.lease().token();
+
+  exportjobs::v1::ReportProgressRequest progress;
+  progress.set_job_id(job.id());
+  progress.set_lease_token(token);
+  progress.set_records_processed(3);
+  exportjobs::v1::ReportProgressResponse progress_response;
+  ASSERT_TRUE(workers_->ReportProgress(Deadlined().get(), progress, &progress_response).ok());
+  UploadExportPartResponse uploaded;
+  grpc::Status upload = Upload(job.id(), token, 1, {"id,name\r\n", "1,Acme\r\n"}, &uploaded);
+  ASSERT_TRUE(upload.ok()) << upload.error_message();
+  ExportJob completed;
+  grpc::Status complete = Complete(job.id(), token, {uploaded.part()}, &completed);
+  ASSERT_TRUE(complete.ok()) << complete.error_message();
+
+  EXPECT_EQ(uploaded.part().size_bytes(), 17);
+  EXPECT_EQ(uploaded.part().sha256(), Sha256Hex("id,name\r\n1,Acme\r\n"));
+  EXPECT_EQ(completed.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
+  EXPECT_EQ(completed.record_count(), 3);
+  EXPECT_EQ(completed.file_size_bytes(), 17);
+  EXPECT_EQ(ReadFile(server_.data_dir() + "/parts/" + job.id() + "/1/1.part"),
+            "id,name\r\n1,Acme\r\n");
+  ExportJob stored;
+  ASSERT_TRUE(server_.Get(job.id(), &stored).ok());
+  EXPECT_EQ(stored.DebugString(), completed.DebugString());
+}
+
+TEST_F(WorkerServiceTest, UploadWithAWrongChecksumOrSizeKeepsNothing) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  UploadExportPartResponse response;
+
+  grpc::Status bad_sha = Upload(job.id(), token, 1, {"abc"}, &response, -1, Sha256Hex("abd"));
+  grpc::Status bad_size = Upload(job.id(), token, 1, {"abc"}, &response, 4);
+  exportjobs::v1::ExportPart claimed_part;
+  claimed_part.set_part_number(1);
+  claimed_part.set_size_bytes(3);
+  claimed_part.set_record_count(3);
+  claimed_part.set_sha256(Sha256Hex("abc"));
+  ExportJob completed;
+  grpc::Status complete = Complete(job.id(), token, {claimed_part}, &completed);
+
+  EXPECT_EQ(bad_sha.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad_sha.error_message(), StartsWith("sha256: "));
+  EXPECT_EQ(bad_size.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad_size.error_message(), StartsWith("size_bytes: "));
+  EXPECT_EQ(complete.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(complete.error_message(), HasSubstr("part 1 was not uploaded"));
+  EXPECT_FALSE(std::filesystem::exists(server_.data_dir() + "/parts/" + job.id() + "/1/1.part"));
+}
+
+TEST_F(WorkerServiceTest, UploadUnderAStaleLeaseIsAborted) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  Claim();
+  UploadExportPartResponse response;
+
+  grpc::Status status = Upload(job.id(), "stale-token", 1, {"abc"}, &response);
+
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+}
+
+TEST_F(WorkerServiceTest, MalformedUploadStreamsAreInvalidArgument) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  UploadExportPartResponse response;
+
+  grpc::Status no_header = Upload(job.id(), token, 1, {"abc"}, &response, -1, "", true, false);
+  grpc::Status no_trailer = Upload(job.id(), token, 1, {"abc"}, &response, -1, "", false);
+  grpc::Status part_zero = Upload(job.id(), token, 0, {"abc"}, &response);
+
+  EXPECT_EQ(no_header.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_header.error_message(), StartsWith("header: must come first"));
+  EXPECT_EQ(no_trailer.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_trailer.error_message(), StartsWith("trailer: "));
+  EXPECT_EQ(part_zero.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(part_zero.error_message(), StartsWith("header.part_number: "));
+}
+
+TEST_F(WorkerServiceTest, AWaitingClaimIsAnsweredByTheNextCreate) {
+  ClaimExportJobRequest request;
+  request.set_worker_id("worker-1");
+  request.mutable_wait()->set_seconds(20);
+  ClaimExportJobResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  workers_->async()->ClaimExportJob(&context, &request, &response, [&](grpc::Status s) {
+    status = s;
+    done.Notify();
+  });
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (server_.server().job_manager()->waiting_claims() == 0 && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(server_.server().job_manager()->waiting_claims(), 1);
+
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  done.WaitForNotification();
+
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.job().id(), job.id());
+  EXPECT_FALSE(response.lease().token().empty());
+}
+
+TEST_F(WorkerServiceTest, BadRequestsAreInvalidArgumentNamingTheField) {
+  ClaimExportJobRequest no_worker;
+  ClaimExportJobRequest bad_type;
+  bad_type.set_worker_id("w");
+  bad_type.add_entity_types(exportjobs::v1::ENTITY_TYPE_UNSPECIFIED);
+  ClaimExportJobRequest negative_wait;
+  negative_wait.set_worker_id("w");
+  negative_wait.mutable_wait()->set_seconds(-1);
+  ClaimExportJobResponse response;
+  exportjobs::v1::FailExportJobRequest fail;
+  fail.set_job_id("0000000000000000000000aa");
+  fail.set_lease_token("t");
+  ExportJob job;
+
+  grpc::Status s1 = workers_->ClaimExportJob(Deadlined().get(), no_worker, &response);
+  grpc::Status s2 = workers_->ClaimExportJob(Deadlined().get(), bad_type, &response);
+  grpc::Status s3 = workers_->ClaimExportJob(Deadlined().get(), negative_wait, &response);
+  grpc::Status s4 = workers_->FailExportJob(Deadlined().get(), fail, &job);
+  exportjobs::v1::ExportPart bad_part;
+  bad_part.set_part_number(1);
+  bad_part.set_sha256("XYZ");
+  grpc::Status s5 = Complete("0000000000000000000000aa", "t", {bad_part}, &job);
+
+  EXPECT_THAT(s1.error_message(), StartsWith("worker_id: must be set"));
+  EXPECT_THAT(s2.error_message(), StartsWith("entity_types[0]: unknown value 0"));
+  EXPECT_THAT(s3.error_message(), StartsWith("wait: "));
+  EXPECT_THAT(s4.error_message(), StartsWith("error_message: must be set"));
+  EXPECT_THAT(s5.error_message(), StartsWith("parts[0].sha256: "));
+  for (const grpc::Status& s : {s1, s2, s3, s4, s5}) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  }
+}
+
+}  // namespace
+}  // namespace exportd::testing
