@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libssl-dev zlib1g-dev libsqlite3-dev sqlite3 curl procps
+  libssl-dev zlib1g-dev libsqlite3-dev sqlite3 curl procps libcpp-httplib-dev
 )
 
 missing=()

@@ -1,0 +1,101 @@
+// HttpServer: the export-server's HTTP port. Serves the signed download URLs that
+// DownloadSigner makes, and a health check:
+//
+//   GET|HEAD /v1/export-jobs/<id>/file?expires=<s>&sig=<hex>       the whole file
+//   GET|HEAD /v1/export-jobs/<id>/parts/<n>?expires=<s>&sig=<hex>   part n (from 1)
+//   GET|HEAD /healthz                                                 200 "ok"
+//
+// A download is checked in this order, and the first failure answers:
+//   404 a part number that is not a positive integer (no URL is signed for one);
+//   403 the signature is missing, malformed or wrong (checked before anything is looked up);
+//   410 the URL has expired;
+//   404 no such job;
+//   409 the job is not completed;
+//   410 the job's expires_at has passed;
+//   404 no such part, or a part file is missing;
+//   503 / 500 the store or the file system failed.
+// Then 304 when If-None-Match matches the ETag; else 200 with the file, or 206 for one byte
+// range (Range; If-Range with another ETag makes it 200), or 416 for an unsatisfiable range
+// (see server/http_range.h, which also says when a Range header is ignored). Successful
+// responses carry Content-Length, Content-Type, Content-Disposition (attachment; filename),
+// ETag, Accept-Ranges: bytes and Cache-Control: private. Error bodies are one line of plain
+// text naming the reason.
+//
+// The body is streamed from the part files in chunks (pread), never read whole into memory.
+// Requests run on the server's own thread pool (Options::threads), never on gRPC threads;
+// the store and the part files are read there.
+//
+// Thread safety: port(), address() and Stop() may be called from any thread; Stop() is
+// idempotent and also runs on destruction.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "server/download_signer.h"
+#include "storage/blob_store.h"
+#include "storage/job_store.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace exportd {
+
+class HttpServer {
+ public:
+  struct Options {
+    // HOST:PORT ("[::1]:8080" for IPv6); port 0 picks a free port (see port()).
+    std::string address = "127.0.0.1:8080";
+    // Not owned; each must be set and outlive the server.
+    const JobStore* jobs = nullptr;
+    const BlobStore* blobs = nullptr;
+    const DownloadSigner* signer = nullptr;
+    const Clock* clock = Clock::Real();
+    // Requests served at once (each a thread).
+    int threads = 8;
+  };
+
+  // Binds options.address and starts serving on threads of its own.
+  // Errors: INVALID_ARGUMENT for a malformed address, a missing dependency or threads < 1;
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const Options& options);
+
+  // Stops the server (see Stop).
+  ~HttpServer();
+
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The port the server listens on (the one picked when options.address asked for port 0).
+  int port() const { return port_; }
+
+  // HOST:PORT with the real port, e.g. "127.0.0.1:41234".
+  std::string address() const;
+
+  // Stops accepting connections, lets the requests being served finish (a download in
+  // progress stops at its next chunk), and joins every thread. Idempotent.
+  // REQUIRES: not called from one of the server's own threads.
+  void Stop();
+
+ private:
+  HttpServer(Options options, std::string host);
+
+  const Options options_;
+  // As given in options.address (IPv6 with its brackets).
+  const std::string host_;
+  // Set by Start before the server is returned; constant afterwards.
+  int port_ = 0;
+  const std::unique_ptr<httplib::Server> server_;
+
+  std::mutex stop_mu_;
+  std::thread listener_ ABSL_GUARDED_BY(stop_mu_);
+  bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
+};
+
+}  // namespace exportd
