@@ -96,11 +96,12 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int index)
 CreateExportJobRequest MakeRequest(int n, const std::string& request_id) {
   CreateExportJobRequest request;
   request.set_entity_type(static_cast<EntityType>(1 + n % 6));
+  // Fields every entity has; the others get their default fields.
   request.add_fields("id");
-  request.add_fields("name");
-  if (n % 2 == 0) request.add_fields("created_at");
+  if (n % 2 == 0) request.add_fields("account_id");
+  if (request.entity_type() == exportjobs::v1::ENTITY_TYPE_CAMPAIGNS) request.clear_fields();
   if (n % 3 == 0) {
-    (*request.mutable_filters()->mutable_fields())["country"].set_string_value("US");
+    (*request.mutable_filters()->mutable_fields())["id"].set_number_value(n);
   }
   request.set_request_id(request_id);
   return request;

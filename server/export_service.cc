@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/catalog.h"
 #include "server/grpc_status.h"
 
 namespace exportd {
@@ -97,6 +98,30 @@ grpc::ServerUnaryReactor* ExportServiceImpl::DeleteExportJob(
   return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
     jobs_->Delete(request->id(), TenantOf(context),
                   [this, reactor](absl::Status status) { Finish(reactor, status); });
+  });
+}
+
+grpc::ServerUnaryReactor* ExportServiceImpl::ListExportableFields(
+    grpc::CallbackServerContext* context,
+    const exportjobs::v1::ListExportableFieldsRequest* request,
+    exportjobs::v1::ListExportableFieldsResponse* response) {
+  const catalog::Entity* entity = catalog::FindEntity(request->entity_type());
+  absl::Status valid = absl::OkStatus();
+  if (request->entity_type() == exportjobs::v1::ENTITY_TYPE_UNSPECIFIED) {
+    valid = absl::InvalidArgumentError("entity_type: must be set (e.g. ENTITY_TYPE_ACCOUNTS)");
+  } else if (entity == nullptr) {
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("entity_type: unknown value ", request->entity_type()));
+  }
+  return Unary(context, valid, [&](grpc::ServerUnaryReactor* reactor) {
+    for (const catalog::Field& field : entity->fields) {
+      exportjobs::v1::ExportableField* out = response->add_fields();
+      out->set_name(std::string(field.name));
+      out->set_type(field.type);
+      out->set_default_(field.is_default);
+      out->set_description(std::string(field.description));
+    }
+    Finish(reactor, absl::OkStatus());
   });
 }
 

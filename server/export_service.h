@@ -46,6 +46,11 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
       grpc::CallbackServerContext* context,
       const exportjobs::v1::WatchExportJobsRequest* request) override;
 
+  grpc::ServerUnaryReactor* ListExportableFields(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::ListExportableFieldsRequest* request,
+      exportjobs::v1::ListExportableFieldsResponse* response) override;
+
   // Unary calls in flight; drained at shutdown.
   CallTracker& calls() { return calls_; }
 

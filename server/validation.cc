@@ -6,6 +6,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/catalog.h"
+#include "common/filters.h"
 #include "common/job_id.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -85,6 +87,19 @@ absl::StatusOr<CreateExportJobRequest> ValidateAndNormalizeCreate(
     }
   }
 
+  const catalog::Entity& entity = *catalog::FindEntity(request.entity_type());
+  for (int i = 0; i < request.fields_size(); ++i) {
+    if (catalog::FindField(entity, request.fields(i)) == nullptr) {
+      return Invalid(
+          absl::StrCat("fields[", i, "]"),
+          absl::StrCat("unknown field \"", request.fields(i), "\" for ", std::string(entity.table),
+                       " (ListExportableFields lists the fields)"));
+    }
+  }
+  if (request.fields_size() == 0) {
+    for (std::string& name : catalog::DefaultFields(entity)) normalized.add_fields(std::move(name));
+  }
+
   if (request.has_filters()) {
     const size_t bytes = request.filters().ByteSizeLong();
     if (static_cast<int64_t>(bytes) > limits.max_filters_bytes) {
@@ -97,6 +112,10 @@ absl::StatusOr<CreateExportJobRequest> ValidateAndNormalizeCreate(
     if (!too_deep.empty()) {
       return Invalid(too_deep,
                      absl::StrCat("nested more than ", limits.max_filters_depth, " levels deep"));
+    }
+    if (absl::StatusOr<filters::Condition> condition = filters::Parse(request.filters(), entity);
+        !condition.ok()) {
+      return condition.status();
     }
   }
 

@@ -23,8 +23,10 @@ struct CreateLimits {
   int64_t default_part_size_bytes = int64_t{64} << 20;
 };
 
-// Checks a create request and returns it with defaults applied (format CSV, compression none,
-// the default part size), so that two requests meaning the same thing compare equal.
+// Checks a create request (fields against the entity's catalog, filters against the filter
+// grammar) and returns it with defaults applied (the entity's default fields, format CSV,
+// compression none, the default part size), so that two requests meaning the same thing
+// compare equal.
 absl::StatusOr<exportjobs::v1::CreateExportJobRequest> ValidateAndNormalizeCreate(
     const exportjobs::v1::CreateExportJobRequest& request, const CreateLimits& limits);
 

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/catalog.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "tests/support/server_process.h"
@@ -197,8 +198,10 @@ bool IsCancelOf(const ExportJob& actual, const ExportJob& before) {
   if (job.request_id() != request.request_id()) {
     return ::testing::AssertionFailure() << "request_id '" << job.request_id() << "'";
   }
-  if (!std::equal(job.fields().begin(), job.fields().end(), request.fields().begin(),
-                  request.fields().end())) {
+  // No fields ask for the entity's default fields.
+  std::vector<std::string> want(request.fields().begin(), request.fields().end());
+  if (want.empty()) want = catalog::DefaultFields(*catalog::FindEntity(request.entity_type()));
+  if (!std::equal(job.fields().begin(), job.fields().end(), want.begin(), want.end())) {
     return ::testing::AssertionFailure() << "fields differ";
   }
   if (!MessageDifferencer::Equals(job.filters(), request.filters())) {
@@ -215,41 +218,49 @@ class RequestMaker {
   explicit RequestMaker(uint32_t seed) : random_(seed) {}
 
   CreateExportJobRequest Make(const std::string& request_id) {
-    static const std::vector<std::string> kColumns = {
-        "id",      "name",  "domain",     "industry", "country", "city",       "email",
-        "title",   "stage", "amount",     "owner_id", "status",  "created_at", "updated_at",
-        "revenue", "score", "account_id", "type",     "channel", "budget"};
     CreateExportJobRequest request;
     request.set_entity_type(static_cast<EntityType>(1 + Next(6)));
-    const size_t field_count = 1 + Next(6);
-    const size_t first = Next(kColumns.size());
-    for (size_t i = 0; i < field_count; ++i) {
-      request.add_fields(kColumns[(first + i * 3) % kColumns.size()]);
+    const catalog::Entity& entity = *catalog::FindEntity(request.entity_type());
+    // A few of the entity's fields (none: its default fields), in catalog order.
+    const size_t stride = 1 + Next(3);
+    for (size_t i = Next(2); i < entity.fields.size() && Next(4) != 0; i += stride) {
+      request.add_fields(std::string(entity.fields[i].name));
     }
+    // Filters on id (every entity has it) and on the entity's first text field.
     auto& filters = *request.mutable_filters()->mutable_fields();
+    std::string text_field;
+    for (const catalog::Field& field : entity.fields) {
+      if (field.type == exportjobs::v1::FIELD_TYPE_STRING) {
+        text_field = std::string(field.name);
+        break;
+      }
+    }
     switch (Next(5)) {
       case 0:
         break;  // No filters at all.
       case 1:
-        filters["country"].set_string_value(Next(2) == 0 ? "US" : "DE");
+        filters[text_field].set_string_value(Next(2) == 0 ? "US" : "DE");
         break;
       case 2: {
-        auto& range = *filters["amount"].mutable_struct_value()->mutable_fields();
+        auto& range = *filters["id"].mutable_struct_value()->mutable_fields();
         range["gte"].set_number_value(static_cast<double>(Next(100000)));
         range["lt"].set_number_value(1e7);
-        filters["active"].set_bool_value(Next(2) == 0);
         break;
       }
       case 3: {
-        auto& values = *filters["industry"].mutable_list_value();
+        auto& values = *filters[text_field].mutable_list_value();
         values.add_values()->set_string_value("software");
         values.add_values()->set_string_value("finance");
         break;
       }
-      default:
-        filters["owner_id"].set_null_value(google::protobuf::NULL_VALUE);
-        filters["score"].set_number_value(0.5 * static_cast<double>(Next(10)));
+      default: {
+        auto& any_of = *filters["any_of"].mutable_list_value();
+        (*any_of.add_values()->mutable_struct_value()->mutable_fields())[text_field].set_null_value(
+            google::protobuf::NULL_VALUE);
+        (*any_of.add_values()->mutable_struct_value()->mutable_fields())["id"].set_number_value(
+            static_cast<double>(Next(10)));
         break;
+      }
     }
     request.set_format(static_cast<exportjobs::v1::ExportFormat>(Next(3)));
     request.set_compression(static_cast<exportjobs::v1::Compression>(Next(3)));

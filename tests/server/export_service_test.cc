@@ -177,6 +177,28 @@ INSTANTIATE_TEST_SUITE_P(
                           "fields[2]: \"drop table\" is not a field name"},
         InvalidCreateCase{"FieldTooLong", [](auto& r) { r.add_fields(std::string(129, 'a')); },
                           "fields[2]: longer than 128 characters"},
+        InvalidCreateCase{"FieldUnknown", [](auto& r) { r.add_fields("colour"); },
+                          "fields[2]: unknown field \"colour\" for accounts"},
+        InvalidCreateCase{"FilterOnUnknownField",
+                          [](auto& r) {
+                            (*r.mutable_filters()->mutable_fields())["colour"].set_string_value(
+                                "red");
+                          },
+                          "filters.colour: unknown field for accounts"},
+        InvalidCreateCase{
+            "FilterOfTheWrongType",
+            [](auto& r) {
+              (*r.mutable_filters()->mutable_fields())["employee_count"].set_string_value("ten");
+            },
+            "filters.employee_count: "},
+        InvalidCreateCase{"FilterWithUnknownOperator",
+                          [](auto& r) {
+                            (*(*r.mutable_filters()->mutable_fields())["country"]
+                                  .mutable_struct_value()
+                                  ->mutable_fields())["like"]
+                                .set_string_value("D%");
+                          },
+                          "filters.country.like: "},
         InvalidCreateCase{"FieldDuplicate", [](auto& r) { r.add_fields("name"); },
                           "fields[2]: duplicate of fields[0] (\"name\")"},
         InvalidCreateCase{"TooManyFields",
@@ -216,12 +238,51 @@ INSTANTIATE_TEST_SUITE_P(
                           "part_size_bytes: "}),
     [](const auto& info) { return info.param.name; });
 
-TEST(ExportServiceTest, EightLevelsOfFiltersAreAccepted) {
+TEST(ExportServiceTest, FiltersEightLevelsDeepAreAccepted) {
   TestServer server;
   CreateExportJobRequest request = AccountsRequest();
-  *request.mutable_filters() = NestedFilters(8);
+  // filters > any_of > {} > any_of > {} > any_of > {} > {"eq": "DE"}: eight levels.
+  google::protobuf::Struct* level = request.mutable_filters();
+  for (int i = 0; i < 3; ++i) {
+    level = (*level->mutable_fields())["any_of"]
+                .mutable_list_value()
+                ->add_values()
+                ->mutable_struct_value();
+  }
+  (*(*level->mutable_fields())["country"].mutable_struct_value()->mutable_fields())["eq"]
+      .set_string_value("DE");
   ExportJob job;
-  EXPECT_TRUE(server.Create(request, &job).ok());
+  grpc::Status status = server.Create(request, &job);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+TEST(ExportServiceTest, NoFieldsMeansTheEntitysDefaultFields) {
+  TestServer server;
+  CreateExportJobRequest request;
+  request.set_entity_type(exportjobs::v1::ENTITY_TYPE_OPPORTUNITIES);
+  ExportJob job;
+  ASSERT_TRUE(server.Create(request, &job).ok());
+  EXPECT_THAT(job.fields(),
+              ElementsAreArray({"id", "account_id", "name", "stage", "amount", "close_date"}));
+}
+
+TEST(ExportServiceTest, ListExportableFieldsDescribesTheCatalog) {
+  TestServer server;
+  exportjobs::v1::ListExportableFieldsRequest request;
+  request.set_entity_type(exportjobs::v1::ENTITY_TYPE_ACCOUNTS);
+  exportjobs::v1::ListExportableFieldsResponse response;
+  ASSERT_TRUE(server.stub().ListExportableFields(Deadlined().get(), request, &response).ok());
+  exportjobs::v1::ListExportableFieldsRequest unset;
+  exportjobs::v1::ListExportableFieldsResponse ignored;
+  grpc::Status refused = server.stub().ListExportableFields(Deadlined().get(), unset, &ignored);
+
+  ASSERT_GE(response.fields_size(), 10);
+  EXPECT_EQ(response.fields(0).name(), "id");
+  EXPECT_EQ(response.fields(0).type(), exportjobs::v1::FIELD_TYPE_INTEGER);
+  EXPECT_TRUE(response.fields(0).default_());
+  EXPECT_FALSE(response.fields(0).description().empty());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), StartsWith("entity_type: must be set"));
 }
 
 TEST(ExportServiceTest, RetryWithSameRequestIdReturnsTheSameJob) {

@@ -84,13 +84,15 @@ class TestServer {
   std::unique_ptr<ExportService::Stub> stub_;
 };
 
-// A valid create request for `entity_type` with two fields.
+// A valid create request: accounts with two fields, or another entity with its defaults.
 inline CreateExportJobRequest AccountsRequest(
     exportjobs::v1::EntityType entity_type = exportjobs::v1::ENTITY_TYPE_ACCOUNTS) {
   CreateExportJobRequest request;
   request.set_entity_type(entity_type);
-  request.add_fields("name");
-  request.add_fields("domain");
+  if (entity_type == exportjobs::v1::ENTITY_TYPE_ACCOUNTS) {
+    request.add_fields("name");
+    request.add_fields("domain");
+  }
   return request;
 }
 
