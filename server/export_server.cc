@@ -13,8 +13,10 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/download_signer.h"
 #include "server/executor.h"
 #include "server/export_service.h"
+#include "server/http_server.h"
 #include "server/job_manager.h"
 #include "server/progress_hub.h"
 #include "storage/blob_store.h"
@@ -46,6 +48,11 @@ class ExportServer::Impl {
   ServerOptions options;
   std::unique_ptr<JobStore> store;
   std::unique_ptr<BlobStore> blobs;
+  // Two signers with the same key: one verifies requests on the HTTP port; the other, made
+  // once the port is bound, writes URLs that name the real port.
+  std::unique_ptr<DownloadSigner> verifier;
+  std::unique_ptr<DownloadSigner> signer;
+  std::unique_ptr<HttpServer> http;
   std::unique_ptr<Executor> readers;
   std::unique_ptr<Executor> io;
   ProgressHub hub;
@@ -84,6 +91,7 @@ class ExportServer::Impl {
       // clients to acknowledge the GOAWAY (whose clients may poll only every few seconds).
       server->Shutdown(std::chrono::system_clock::now());
     }
+    if (http) http->Stop();
     if (ticker.joinable()) {
       stop_ticker.Notify();
       ticker.join();
@@ -98,6 +106,7 @@ class ExportServer::Impl {
     jobs.reset();
     readers.reset();
     io.reset();
+    http.reset();
     blobs.reset();
     store.reset();  // Closes RocksDB.
   }
@@ -114,12 +123,35 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   EXPORTD_ASSIGN_OR_RETURN(
       impl->blobs, OpenFileBlobStore((std::filesystem::path(options.data_dir) / "parts").string()));
 
+  const std::string key_file =
+      options.signing_key_file.empty()
+          ? (std::filesystem::path(options.data_dir) / "signing.key").string()
+          : options.signing_key_file;
+  EXPORTD_ASSIGN_OR_RETURN(std::string key, LoadOrCreateSigningKey(key_file));
+  EXPORTD_ASSIGN_OR_RETURN(impl->verifier, DownloadSigner::Create(key, "http://verifier"));
+  HttpServer::Options http_options;
+  http_options.address = options.http_address;
+  http_options.jobs = impl->store.get();
+  http_options.blobs = impl->blobs.get();
+  http_options.signer = impl->verifier.get();
+  http_options.clock = options.clock;
+  http_options.threads = options.http_threads;
+  EXPORTD_ASSIGN_OR_RETURN(impl->http, HttpServer::Start(http_options));
+  EXPORTD_ASSIGN_OR_RETURN(
+      impl->signer, DownloadSigner::Create(key, options.public_url.empty()
+                                                    ? absl::StrCat("http://", impl->http->address())
+                                                    : options.public_url));
+
   impl->readers = std::make_unique<Executor>("exportd-read", options.read_threads);
   impl->io = std::make_unique<Executor>("exportd-io", options.io_threads);
   ProgressHub* hub = &impl->hub;
   BlobStore* blobs = impl->blobs.get();
   Executor* io = impl->io.get();
   JobManager::Options job_options = options.jobs;
+  const DownloadSigner* signer = impl->signer.get();
+  job_options.download_url = [signer](const std::string& id, absl::Time expires) {
+    return signer->Url(id, 0, expires);
+  };
   job_options.discard_parts = [blobs, io](const std::string& id, int64_t epoch) {
     io->Submit([blobs, id, epoch] {
       if (absl::Status deleted = blobs->DeleteParts(id, epoch); !deleted.ok()) {
@@ -169,6 +201,8 @@ ExportServer::ExportServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 ExportServer::~ExportServer() { Shutdown(); }
 
 const std::string& ExportServer::grpc_address() const { return impl_->address; }
+
+std::string ExportServer::http_address() const { return impl_->http->address(); }
 
 JobManager* ExportServer::job_manager() const { return impl_->jobs.get(); }
 

@@ -12,9 +12,9 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "server/job_manager.h"
-#include "server/worker_service.h"
 #include "server/validation.h"
 #include "server/watch_reactor.h"
+#include "server/worker_service.h"
 
 namespace exportd {
 
@@ -23,6 +23,14 @@ struct ServerOptions {
   std::string data_dir = "data";
   // HOST:PORT; port 0 picks a free port (see ExportServer::grpc_address()).
   std::string grpc_address = "127.0.0.1:50051";
+  // HOST:PORT of the HTTP port (signed downloads); port 0 picks a free port.
+  std::string http_address = "127.0.0.1:8080";
+  // The scheme, host and port download URLs start with; empty: http://<the HTTP address>.
+  std::string public_url;
+  // The key download URLs are signed with; created (32 random bytes) when missing. Empty:
+  // <data_dir>/signing.key.
+  std::string signing_key_file;
+  int http_threads = 8;
   // Time in-flight calls get to finish at shutdown before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
   int read_threads = 2;
@@ -51,6 +59,9 @@ class ExportServer {
 
   // The address the gRPC server listens on, with the real port.
   const std::string& grpc_address() const;
+
+  // The address the HTTP port listens on, with the real port.
+  std::string http_address() const;
 
   // The job state machine, for services embedded in the same process (and tests).
   JobManager* job_manager() const;

@@ -2,7 +2,8 @@
 //
 //   export-server --data_dir=data --grpc_address=127.0.0.1:50051
 //
-// Prints "grpc listening on HOST:PORT" to stdout once serving. SIGINT or SIGTERM shut it down
+// Prints "http listening on HOST:PORT" and then "grpc listening on HOST:PORT" to stdout once
+// serving. SIGINT or SIGTERM shut it down
 // gracefully; it exits 0 after a clean shutdown and 1 when it cannot start.
 #include <signal.h>
 
@@ -18,7 +19,19 @@ ABSL_FLAG(std::string, data_dir, "data", "Directory for the job database (create
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
           "HOST:PORT for the gRPC API; port 0 picks a free port.");
 ABSL_FLAG(std::string, http_address, "127.0.0.1:8080",
-          "HOST:PORT reserved for the HTTP port (downloads, metrics, health).");
+          "HOST:PORT of the HTTP port (signed downloads, /healthz); port 0 picks a free port.");
+ABSL_FLAG(std::string, public_url, "",
+          "Scheme, host and port that download URLs start with; empty: http://<http_address>.");
+ABSL_FLAG(std::string, signing_key_file, "",
+          "Key that signs download URLs; created when missing. Empty: <data_dir>/signing.key.");
+ABSL_FLAG(absl::Duration, retention, absl::Hours(24 * 7),
+          "How long a completed export stays downloadable.");
+ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(30),
+          "How long a worker's claim or progress report keeps its lease.");
+ABSL_FLAG(int, max_attempts, 3, "Claims of a job before a failure or lease expiry fails it.");
+ABSL_FLAG(absl::Duration, retry_backoff, absl::Seconds(1),
+          "Backoff before a job's first retry; doubles with each attempt, at most 5 minutes.");
+ABSL_FLAG(absl::Duration, max_claim_wait, absl::Seconds(30), "Longest long-poll of a claim.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "Time in-flight calls get to finish at shutdown.");
 ABSL_FLAG(int, read_threads, 2, "Threads serving reads from the job database.");
@@ -39,6 +52,21 @@ int main(int argc, char** argv) {
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.read_threads = absl::GetFlag(FLAGS_read_threads);
+  options.http_address = absl::GetFlag(FLAGS_http_address);
+  options.public_url = absl::GetFlag(FLAGS_public_url);
+  options.signing_key_file = absl::GetFlag(FLAGS_signing_key_file);
+  options.jobs.retention = absl::GetFlag(FLAGS_retention);
+  options.jobs.lease_duration = absl::GetFlag(FLAGS_lease_duration);
+  options.jobs.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  options.jobs.retry_backoff = absl::GetFlag(FLAGS_retry_backoff);
+  options.workers.max_claim_wait = absl::GetFlag(FLAGS_max_claim_wait);
+  if (options.jobs.lease_duration <= absl::ZeroDuration() || options.jobs.max_attempts < 1 ||
+      options.jobs.retention <= absl::ZeroDuration() ||
+      options.jobs.retry_backoff < absl::ZeroDuration()) {
+    std::cerr << "export-server: lease_duration and retention must be positive, max_attempts at "
+                 "least 1, retry_backoff not negative\n";
+    return 1;
+  }
   if (options.read_threads < 1) {
     std::cerr << "export-server: read_threads: must be at least 1\n";
     return 1;
@@ -49,6 +77,8 @@ int main(int argc, char** argv) {
     std::cerr << "export-server: cannot start: " << server.status().message() << "\n";
     return 1;
   }
+  // The HTTP line first: a reader that waits for the gRPC line has both.
+  std::printf("http listening on %s\n", (*server)->http_address().c_str());
   std::printf("grpc listening on %s\n", (*server)->grpc_address().c_str());
   std::fflush(stdout);
   std::cerr << "export-server: serving jobs from " << options.data_dir << "\n";

@@ -41,6 +41,7 @@ class TestServer {
   explicit TestServer(ServerOptions options = {}) {
     options.data_dir = dir_.path();
     options.grpc_address = "127.0.0.1:0";
+    options.http_address = "127.0.0.1:0";
     options.shutdown_grace = absl::Seconds(5);
     auto server = ExportServer::Start(options);
     EXPECT_TRUE(server.ok()) << server.status();

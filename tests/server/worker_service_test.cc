@@ -1,5 +1,6 @@
 // WorkerService over a real gRPC channel to a real server: claims, progress, part uploads,
 // completion, and the errors of each.
+#include <httplib.h>
 #include <openssl/sha.h>
 
 #include <filesystem>
@@ -131,6 +132,34 @@ TEST_F(WorkerServiceTest, ClaimUploadCompleteOverGrpc) {
   ExportJob stored;
   ASSERT_TRUE(server_.Get(job.id(), &stored).ok());
   EXPECT_EQ(stored.DebugString(), completed.DebugString());
+}
+
+TEST_F(WorkerServiceTest, ACompletedJobDownloadsFromItsSignedUrl) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  UploadExportPartResponse first;
+  UploadExportPartResponse second;
+  ASSERT_TRUE(Upload(job.id(), token, 1, {"name,domain\r\n", "Acme,acme.com\r\n"}, &first).ok());
+  ASSERT_TRUE(Upload(job.id(), token, 2, {"Initech,initech.com\r\n"}, &second).ok());
+  ExportJob completed;
+  ASSERT_TRUE(Complete(job.id(), token, {first.part(), second.part()}, &completed).ok());
+
+  const std::string base = "http://" + server_.server().http_address();
+  ASSERT_THAT(completed.download_url(), StartsWith(base + "/v1/export-jobs/" + job.id()));
+  httplib::Client client(base);
+  client.set_connection_timeout(10);
+  client.set_read_timeout(10);
+  auto file = client.Get(completed.download_url().substr(base.size()));
+  std::string forged = completed.download_url();
+  forged.back() = forged.back() == '0' ? '1' : '0';
+  auto refused = client.Get(forged.substr(base.size()));
+
+  ASSERT_TRUE(file);
+  EXPECT_EQ(file->status, 200);
+  EXPECT_EQ(file->body, "name,domain\r\nAcme,acme.com\r\nInitech,initech.com\r\n");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 403);
 }
 
 TEST_F(WorkerServiceTest, UploadWithAWrongChecksumOrSizeKeepsNothing) {

@@ -193,7 +193,8 @@ struct Spawned {
 // pipes. Errors: INVALID_ARGUMENT when exec fails (e.g. no such binary); INTERNAL otherwise.
 absl::StatusOr<Spawned> Spawn(const ServerProcess::Options& options) {
   std::vector<std::string> args = {options.binary, absl::StrCat("--data_dir=", options.data_dir),
-                                   absl::StrCat("--grpc_address=", options.grpc_address)};
+                                   absl::StrCat("--grpc_address=", options.grpc_address),
+                                   absl::StrCat("--http_address=", options.http_address)};
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());

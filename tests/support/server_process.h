@@ -63,7 +63,9 @@ class ServerProcess {
     std::string data_dir;
     // Passed as --grpc_address; port 0 lets the server pick a free port.
     std::string grpc_address = "127.0.0.1:0";
-    // More arguments, appended as given (e.g. "--http_address=127.0.0.1:0").
+    // Passed as --http_address; port 0 lets the server pick a free port.
+    std::string http_address = "127.0.0.1:0";
+    // More arguments, appended as given (e.g. "--lease_duration=2s").
     std::vector<std::string> extra_args;
     // How long Start() waits for the listening line.
     absl::Duration start_timeout = absl::Seconds(30);
