@@ -165,8 +165,8 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
       JobManager::Start(impl->store.get(), options.clock, impl->readers.get(), job_options,
                         [hub](const JobChange& change) { hub->Publish(change); }));
   impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
-                                                      impl->readers.get(), options.create_limits,
-                                                      options.watch_limits);
+                                                      blobs, impl->readers.get(), io, options.clock,
+                                                      options.create_limits, options.watch_limits);
   impl->workers = std::make_unique<WorkerServiceImpl>(impl->jobs.get(), blobs, io, options.workers);
 
   grpc::EnableDefaultHealthCheckService(true);

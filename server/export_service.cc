@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
+#include "server/download_reactor.h"
 #include "server/grpc_status.h"
 
 namespace exportd {
@@ -11,12 +12,16 @@ namespace exportd {
 using exportjobs::v1::ExportJobEvent;
 
 ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store,
-                                     Executor* readers, CreateLimits create_limits,
+                                     const BlobStore* blobs, Executor* readers, Executor* io,
+                                     const Clock* clock, CreateLimits create_limits,
                                      WatchLimits watch_limits)
     : jobs_(jobs),
       hub_(hub),
       store_(store),
+      blobs_(blobs),
       readers_(readers),
+      io_(io),
+      clock_(clock),
       create_limits_(create_limits),
       watch_limits_(watch_limits) {}
 
@@ -123,6 +128,21 @@ grpc::ServerUnaryReactor* ExportServiceImpl::ListExportableFields(
     }
     Finish(reactor, absl::OkStatus());
   });
+}
+
+grpc::ServerWriteReactor<exportjobs::v1::DownloadExportResponse>* ExportServiceImpl::DownloadExport(
+    grpc::CallbackServerContext* context, const exportjobs::v1::DownloadExportRequest* request) {
+  absl::Status valid = ValidateJobId(request->id());
+  if (valid.ok() && request->part() < 0) {
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("part: must be 0 (the whole file) or a part number, got ", request->part()));
+  }
+  if (!valid.ok()) return FailedStream<exportjobs::v1::DownloadExportResponse>(ToGrpcStatus(valid));
+  if (!calls_.Enter()) {
+    return FailedStream<exportjobs::v1::DownloadExportResponse>(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  }
+  return StartDownload(store_, blobs_, io_, clock_, &calls_, TenantOf(context), *request);
 }
 
 grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJob(

@@ -14,6 +14,7 @@
 #include "server/progress_hub.h"
 #include "server/validation.h"
 #include "server/watch_reactor.h"
+#include "storage/blob_store.h"
 #include "storage/job_store.h"
 
 namespace exportd {
@@ -21,7 +22,8 @@ namespace exportd {
 class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackService {
  public:
   // All pointers must outlive the service.
-  ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store, Executor* readers,
+  ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store,
+                    const BlobStore* blobs, Executor* readers, Executor* io, const Clock* clock,
                     CreateLimits create_limits, WatchLimits watch_limits);
 
   grpc::ServerUnaryReactor* CreateExportJob(grpc::CallbackServerContext* context,
@@ -51,7 +53,11 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
       const exportjobs::v1::ListExportableFieldsRequest* request,
       exportjobs::v1::ListExportableFieldsResponse* response) override;
 
-  // Unary calls in flight; drained at shutdown.
+  grpc::ServerWriteReactor<exportjobs::v1::DownloadExportResponse>* DownloadExport(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::DownloadExportRequest* request) override;
+
+  // Unary calls and downloads in flight; drained at shutdown.
   CallTracker& calls() { return calls_; }
 
  private:
@@ -74,7 +80,10 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   JobManager* const jobs_;
   ProgressHub* const hub_;
   const JobStore* const store_;
+  const BlobStore* const blobs_;
   Executor* const readers_;
+  Executor* const io_;
+  const Clock* const clock_;
   const CreateLimits create_limits_;
   const WatchLimits watch_limits_;
 

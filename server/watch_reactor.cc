@@ -291,12 +291,6 @@ absl::StatusOr<std::vector<EventPtr>> InitialEvents(
   return events;
 }
 
-class FailedReactor final : public grpc::ServerWriteReactor<ExportJobEvent> {
- public:
-  explicit FailedReactor(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 }  // namespace
 
 grpc::ServerWriteReactor<ExportJobEvent>* StartJobWatch(
@@ -335,10 +329,6 @@ grpc::ServerWriteReactor<ExportJobEvent>* StartAllJobsWatch(
   reactor->StartSendInitialMetadata();
   reactor->stream()->Activate();
   return reactor;
-}
-
-grpc::ServerWriteReactor<ExportJobEvent>* FailedWatch(const grpc::Status& status) {
-  return new FailedReactor(status);
 }
 
 }  // namespace exportd

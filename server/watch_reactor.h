@@ -43,7 +43,20 @@ grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* StartAllJobsWatch(
     ProgressHub* hub, const WatchLimits& limits, std::string tenant,
     const exportjobs::v1::WatchExportJobsRequest& request);
 
-// A stream that ends at once with `status`.
-grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* FailedWatch(const grpc::Status& status);
+// A server stream that ends at once with `status`.
+template <typename Response>
+grpc::ServerWriteReactor<Response>* FailedStream(const grpc::Status& status) {
+  class Failed final : public grpc::ServerWriteReactor<Response> {
+   public:
+    explicit Failed(const grpc::Status& status) { this->Finish(status); }
+    void OnDone() override { delete this; }
+  };
+  return new Failed(status);
+}
+
+inline grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* FailedWatch(
+    const grpc::Status& status) {
+  return FailedStream<exportjobs::v1::ExportJobEvent>(status);
+}
 
 }  // namespace exportd

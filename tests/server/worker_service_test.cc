@@ -162,6 +162,50 @@ TEST_F(WorkerServiceTest, ACompletedJobDownloadsFromItsSignedUrl) {
   EXPECT_EQ(refused->status, 403);
 }
 
+// Reads a whole DownloadExport stream.
+grpc::Status Download(ExportService::Stub& stub, const std::string& id, int part,
+                      std::string* bytes) {
+  exportjobs::v1::DownloadExportRequest request;
+  request.set_id(id);
+  request.set_part(part);
+  auto context = Deadlined();
+  auto reader = stub.DownloadExport(context.get(), request);
+  exportjobs::v1::DownloadExportResponse chunk;
+  while (reader->Read(&chunk)) *bytes += chunk.chunk();
+  return reader->Finish();
+}
+
+TEST_F(WorkerServiceTest, ACompletedJobDownloadsOverGrpcWholeOrByPart) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  UploadExportPartResponse first;
+  UploadExportPartResponse second;
+  const std::string big(3 << 20, 'x');  // Several chunks.
+  ASSERT_TRUE(Upload(job.id(), token, 1, {"head\n", big}, &first).ok());
+  ASSERT_TRUE(Upload(job.id(), token, 2, {"tail\n"}, &second).ok());
+  ExportJob pending;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &pending).ok());
+  ExportJob completed;
+  ASSERT_TRUE(Complete(job.id(), token, {first.part(), second.part()}, &completed).ok());
+
+  std::string whole, part2, missing, not_done, negative;
+  grpc::Status whole_status = Download(server_.stub(), job.id(), 0, &whole);
+  grpc::Status part2_status = Download(server_.stub(), job.id(), 2, &part2);
+  grpc::Status missing_status = Download(server_.stub(), job.id(), 3, &missing);
+  grpc::Status pending_status = Download(server_.stub(), pending.id(), 0, &not_done);
+  grpc::Status negative_status = Download(server_.stub(), job.id(), -1, &negative);
+
+  ASSERT_TRUE(whole_status.ok()) << whole_status.error_message();
+  EXPECT_EQ(whole, "head\n" + big + "tail\n");
+  ASSERT_TRUE(part2_status.ok()) << part2_status.error_message();
+  EXPECT_EQ(part2, "tail\n");
+  EXPECT_EQ(missing_status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(pending_status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(negative_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(negative_status.error_message(), StartsWith("part: "));
+}
+
 TEST_F(WorkerServiceTest, UploadWithAWrongChecksumOrSizeKeepsNothing) {
   ExportJob job;
   ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
