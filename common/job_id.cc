@@ -24,6 +24,13 @@ absl::Time JobIdTime(std::string_view id) {
   return absl::FromUnixMicros(ParseHex(id.substr(0, 16)));
 }
 
+std::string FirstJobIdAt(absl::Time t) {
+  char buf[kJobIdLength + 1];
+  std::snprintf(buf, sizeof(buf), "%016llx%08x",
+                static_cast<unsigned long long>(std::max<int64_t>(0, absl::ToUnixMicros(t))), 0u);
+  return std::string(buf, kJobIdLength);
+}
+
 JobIdGenerator::JobIdGenerator(const Clock* clock)
     : clock_(clock), random_(std::random_device{}()) {}
 

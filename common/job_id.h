@@ -27,6 +27,9 @@ bool IsWellFormedJobId(std::string_view id);
 // REQUIRES: IsWellFormedJobId(id).
 absl::Time JobIdTime(std::string_view id);
 
+// The smallest id of `t`: every job created at or after `t` has an id >= it.
+std::string FirstJobIdAt(absl::Time t);
+
 class JobIdGenerator {
  public:
   explicit JobIdGenerator(const Clock* clock);

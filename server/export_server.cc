@@ -186,8 +186,24 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
         absl::StrCat("grpc_address: cannot listen on ", options.grpc_address));
   }
   impl->ticker = std::thread([impl = impl.get()] {
+    absl::Time next_sweep = absl::Now();  // The first sweep runs at start.
     while (!impl->stop_ticker.WaitForNotificationWithTimeout(impl->options.tick_interval)) {
       impl->jobs->Tick();
+      if (absl::Now() >= next_sweep) {
+        next_sweep = absl::Now() + impl->options.janitor_interval;
+        impl->jobs->Sweep(impl->options.job_retention,
+                          [](absl::StatusOr<std::pair<int, int>> swept) {
+                            if (!swept.ok()) {
+                              std::fprintf(stderr, "export-server: janitor: %s\n",
+                                           std::string(swept.status().message()).c_str());
+                            } else if (swept->first + swept->second > 0) {
+                              std::fprintf(stderr,
+                                           "export-server: janitor: %d expired files removed, "
+                                           "%d old jobs deleted\n",
+                                           swept->first, swept->second);
+                            }
+                          });
+      }
     }
   });
   impl->server->GetHealthCheckService()->SetServingStatus(kServiceName, true);

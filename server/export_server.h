@@ -43,6 +43,9 @@ struct ServerOptions {
   WorkerServiceImpl::Options workers;
   // How often leases are checked for expiry and waiting claims for their end.
   absl::Duration tick_interval = absl::Milliseconds(100);
+  // How often the janitor runs (see JobManager::Sweep), and how long finished jobs are kept.
+  absl::Duration janitor_interval = absl::Hours(1);
+  absl::Duration job_retention = absl::Hours(24 * 30);
   // Not owned; must outlive the server.
   const Clock* clock = Clock::Real();
 };

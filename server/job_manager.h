@@ -143,6 +143,13 @@ class JobManager {
   // to waiting claims. The server calls it periodically; tests call it after moving a FakeClock.
   void Tick();
 
+  // The janitor: removes the part files of completed jobs whose expires_at has passed, and
+  // deletes terminal jobs (with their events and idempotency keys) that finished more than
+  // `job_retention` ago. Reads on the read executor, changes through the committer; `done` runs
+  // when the sweep is over with the numbers of expired files and deleted jobs.
+  void Sweep(absl::Duration job_retention,
+             absl::AnyInvocable<void(absl::StatusOr<std::pair<int, int>>) &&> done);
+
   // Answers every waiting claim at once without a job (the server is shutting down).
   void EndWaitingClaims();
 

@@ -432,3 +432,68 @@ void JobManager::Release(std::string id, std::string token, JobCallback done) {
 }
 
 }  // namespace exportd
+
+namespace exportd {
+
+void JobManager::Sweep(absl::Duration job_retention,
+                       absl::AnyInvocable<void(absl::StatusOr<std::pair<int, int>>) &&> done) {
+  readers_->Submit([this, job_retention, done = std::move(done)]() mutable {
+    const absl::Time now = clock_->Now();
+    // A completed job's files expire `retention` after completion, so only jobs created before
+    // now - retention can have expired; jobs to delete finished (and so were created) before
+    // now - job_retention.
+    ListQuery query;
+    query.before_id = FirstJobIdAt(now - std::min(options_.retention, job_retention));
+    query.limit = 500;
+    int expired = 0;
+    int deleted = 0;
+    while (true) {
+      absl::StatusOr<ListResult> page = store_->List(query);
+      if (!page.ok()) return std::move(done)(page.status());
+      for (const JobRecord& record : page->jobs) {
+        const ExportJob& job = record.job();
+        const bool terminal = IsTerminal(job.status());
+        if (terminal && FromProtoTime(job.completed_at()) + job_retention < now) {
+          ++deleted;
+          Enqueue(MakeOp<ExportJob>(
+              [id = job.id(), now, job_retention](Txn& txn) -> absl::StatusOr<ExportJob> {
+                EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
+                if (!before || !IsTerminal(before->job().status())) return ExportJob();
+                if (FromProtoTime(before->job().completed_at()) + job_retention >= now) {
+                  return ExportJob();
+                }
+                txn.Stage(JobChange{*before, std::nullopt});
+                txn.Discard(id, -1);
+                return ExportJob();
+              },
+              [](absl::StatusOr<ExportJob>) {}));
+        } else if (job.status() == exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED &&
+                   !record.parts_deleted() && FromProtoTime(job.expires_at()) < now) {
+          ++expired;
+          Enqueue(MakeOp<ExportJob>(
+              [id = job.id()](Txn& txn) -> absl::StatusOr<ExportJob> {
+                EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
+                if (!before || before->parts_deleted()) return ExportJob();
+                JobRecord after = NextRevision(*before, txn.now());
+                after.set_parts_deleted(true);
+                txn.Stage(JobChange{*before, std::move(after)});
+                txn.Discard(id, -1);
+                return ExportJob();
+              },
+              [](absl::StatusOr<ExportJob>) {}));
+        }
+      }
+      if (!page->more || page->jobs.empty()) break;
+      query.before_id = page->jobs.back().job().id();
+    }
+    // Answered after the changes it queued: the committer applies ops in order.
+    Enqueue(MakeOp<ExportJob>(
+        [](Txn&) -> absl::StatusOr<ExportJob> { return ExportJob(); },
+        [done = std::move(done), expired, deleted](absl::StatusOr<ExportJob> written) mutable {
+          if (!written.ok()) return std::move(done)(written.status());
+          std::move(done)(std::make_pair(expired, deleted));
+        }));
+  });
+}
+
+}  // namespace exportd

@@ -31,6 +31,10 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(30),
 ABSL_FLAG(int, max_attempts, 3, "Claims of a job before a failure or lease expiry fails it.");
 ABSL_FLAG(absl::Duration, retry_backoff, absl::Seconds(1),
           "Backoff before a job's first retry; doubles with each attempt, at most 5 minutes.");
+ABSL_FLAG(absl::Duration, job_retention, absl::Hours(24 * 30),
+          "How long finished jobs are kept before the janitor deletes them.");
+ABSL_FLAG(absl::Duration, janitor_interval, absl::Hours(1),
+          "How often expired files and old jobs are removed.");
 ABSL_FLAG(absl::Duration, max_claim_wait, absl::Seconds(30), "Longest long-poll of a claim.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "Time in-flight calls get to finish at shutdown.");
@@ -60,6 +64,8 @@ int main(int argc, char** argv) {
   options.jobs.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.jobs.retry_backoff = absl::GetFlag(FLAGS_retry_backoff);
   options.workers.max_claim_wait = absl::GetFlag(FLAGS_max_claim_wait);
+  options.job_retention = absl::GetFlag(FLAGS_job_retention);
+  options.janitor_interval = absl::GetFlag(FLAGS_janitor_interval);
   if (options.jobs.lease_duration <= absl::ZeroDuration() || options.jobs.max_attempts < 1 ||
       options.jobs.retention <= absl::ZeroDuration() ||
       options.jobs.retry_backoff < absl::ZeroDuration()) {

@@ -428,6 +428,36 @@ TEST_F(WorkerProtocolTest, ReleaseRequeuesAtOnceWithoutUsingAnAttempt) {
   EXPECT_EQ(second.lease.epoch(), 2);
 }
 
+TEST_F(WorkerProtocolTest, TheJanitorRemovesExpiredFilesThenOldJobs) {
+  ExportJob done = Create();
+  ExportJob waiting = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed claimed, Claim({}, absl::ZeroDuration()));
+  ASSERT_EQ(claimed.job->id(), done.id());
+  ASSERT_OK(Record(done.id(), claimed.lease.token(), Part(1, 5, 1, "aa")));
+  ASSERT_OK(Complete(done.id(), claimed.lease.token(), 1, {Part(1, 5, 1, "aa")}));
+  auto sweep = [&] {
+    return Wait<std::pair<int, int>>(
+        [&](auto cb) { jobs_->Sweep(absl::Hours(24 * 30), std::move(cb)); });
+  };
+
+  ASSERT_OK_AND_ASSIGN(auto nothing_yet, sweep());
+  clock_.Advance(absl::Hours(24 * 7) + absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(auto expired, sweep());
+  ASSERT_OK_AND_ASSIGN(auto again, sweep());
+  const JobRecord after_expiry = Stored(done.id());
+  clock_.Advance(absl::Hours(24 * 30));
+  ASSERT_OK_AND_ASSIGN(auto deleted, sweep());
+
+  EXPECT_EQ(nothing_yet, std::make_pair(0, 0));
+  EXPECT_EQ(expired, std::make_pair(1, 0));
+  EXPECT_EQ(again, std::make_pair(0, 0));
+  EXPECT_TRUE(after_expiry.parts_deleted());
+  EXPECT_EQ(deleted, std::make_pair(0, 1));
+  EXPECT_THAT(store_->Get(done.id()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK(store_->Get(waiting.id()));  // Not finished: kept.
+  EXPECT_THAT(Discarded(), ::testing::ElementsAre(done.id() + "/-1", done.id() + "/-1"));
+}
+
 TEST_F(WorkerProtocolTest, TheClaimQueueSurvivesARestart) {
   ExportJob a = Create();
   Create();
