@@ -1,0 +1,704 @@
+#include "worker/export_runner.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "common/catalog.h"
+#include "common/filters.h"
+#include "common/proto_time.h"
+#include "worker/part_writer.h"
+#include "worker/sqlite_source.h"
+
+namespace exportd {
+namespace {
+
+using exportjobs::v1::ClaimExportJobRequest;
+using exportjobs::v1::ClaimExportJobResponse;
+using exportjobs::v1::CompleteExportJobRequest;
+using exportjobs::v1::ExportJob;
+using exportjobs::v1::ExportPart;
+using exportjobs::v1::FailExportJobRequest;
+using exportjobs::v1::Lease;
+using exportjobs::v1::ReleaseExportJobRequest;
+using exportjobs::v1::ReportProgressRequest;
+using exportjobs::v1::ReportProgressResponse;
+using exportjobs::v1::UploadExportPartRequest;
+using exportjobs::v1::UploadExportPartResponse;
+
+// Data messages of an upload carry at most this many bytes (the protocol's limit).
+constexpr size_t kChunkBytes = size_t{1} << 20;
+// The server refuses longer error messages.
+constexpr size_t kMaxErrorMessage = 4096;
+
+// absl::StrCat takes absl::string_view, which is not std::string_view in Debian's Abseil.
+absl::string_view Piece(std::string_view text) { return {text.data(), text.size()}; }
+
+// The gRPC status as an absl::Status (the codes are the same numbers), its message prefixed with
+// what was being done.
+absl::Status FromGrpc(const std::string& what, const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+// Codes after which the same call may succeed when tried again.
+bool IsTransient(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kResourceExhausted;
+}
+
+std::chrono::system_clock::time_point DeadlineIn(absl::Duration duration) {
+  return absl::ToChronoTime(absl::Now() + duration);
+}
+
+std::string Truncated(std::string message) {
+  if (message.size() > kMaxErrorMessage) message.resize(kMaxErrorMessage);
+  return message;
+}
+
+std::string_view EntityName(exportjobs::v1::EntityType type) {
+  const catalog::Entity* entity = catalog::FindEntity(type);
+  return entity == nullptr ? std::string_view("unknown entity") : entity->table;
+}
+
+// Reads up to `size` bytes, retrying short reads and EINTR; 0 at the end of the file, -1 with
+// errno on error.
+ssize_t ReadFull(int fd, char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+}  // namespace
+
+// --- ScopedCall ----------------------------------------------------------------------------
+
+class ExportRunner::ScopedCall {
+ public:
+  // Cancels the context at once when the Stop that would cancel it already began.
+  ScopedCall(ExportRunner* runner, grpc::ClientContext* context, CallKind kind)
+      : runner_(runner), context_(context) {
+    absl::MutexLock lock(&runner_->mu_);
+    runner_->calls_.push_back(ActiveCall{context, kind});
+    if ((kind == CallKind::kClaim && runner_->stopping_) ||
+        (kind == CallKind::kJob && runner_->releasing_)) {
+      context->TryCancel();
+    }
+  }
+
+  ~ScopedCall() {
+    absl::MutexLock lock(&runner_->mu_);
+    auto& calls = runner_->calls_;
+    calls.erase(std::find_if(calls.begin(), calls.end(),
+                             [this](const ActiveCall& call) { return call.context == context_; }));
+  }
+
+  ScopedCall(const ScopedCall&) = delete;
+  ScopedCall& operator=(const ScopedCall&) = delete;
+
+ private:
+  ExportRunner* const runner_;
+  grpc::ClientContext* const context_;
+};
+
+// --- JobRun --------------------------------------------------------------------------------
+
+// One claimed job, from the claim to its final call. Used by one loop thread.
+class ExportRunner::JobRun {
+ public:
+  JobRun(ExportRunner* runner, ExportJob job, Lease lease, absl::Time claim_sent)
+      : runner_(runner),
+        options_(runner->options_),
+        job_(std::move(job)),
+        lease_(std::move(lease)) {
+    // The lease's length by the server's clock; its end by ours, counted from when the claim
+    // was sent (so never later than the server's end, whatever the clocks' offset).
+    lease_duration_ = FromProtoTime(lease_.expires_at()) - FromProtoTime(job_.started_at());
+    if (!job_.has_started_at() || lease_duration_ <= absl::ZeroDuration()) {
+      lease_duration_ =
+          std::max(absl::ZeroDuration(), FromProtoTime(lease_.expires_at()) - absl::Now());
+    }
+    lease_end_ = claim_sent + lease_duration_;
+  }
+
+  void Run();
+
+ private:
+  // Why an export ended before its end.
+  enum class Stopped {
+    kNo,
+    kLeaseLost,  // ABORTED: another worker has the job, or it ended.
+    kCancel,     // Cancel was requested: release it (it ends cancelled).
+    kRelease,    // Stop(kRelease): release it.
+    kGaveUp,     // Transient errors outlasted the tries: leave the lease to expire.
+    kRejected,   // The server refused a call for another reason: fail, retryable.
+    kLocalIo,    // A part file could not be read: fail, retryable.
+  };
+
+  // Runs `call` with a fresh context (deadline `timeout`, cancellable as `kind`), retrying
+  // transient errors with backoff. The error names `what`.
+  absl::Status Call(const std::string& what, CallKind kind, absl::Duration timeout,
+                    const std::function<grpc::Status(grpc::ClientContext*)>& call);
+  // Reports progress; false (with stopped_ set) when the export must stop.
+  bool Heartbeat();
+  // PartWriter's on_part: uploads the part, deletes its file, reports progress.
+  absl::Status OnPart(const FinishedPart& part);
+  // One try of an upload; a local read error goes to *local and cancels the call.
+  grpc::Status UploadOnce(grpc::ClientContext* context, const FinishedPart& part,
+                          absl::Status* local);
+  // Sets stopped_ from a failed call's status.
+  void StopFor(absl::Status status);
+  // The final call after stopped_ was set.
+  void EndStopped();
+  void Complete();
+  void Fail(const std::string& message, bool retryable);
+  void Release();
+  void Drop(const std::string& why);
+  void Log(std::string_view event) const;
+
+  ExportRunner* const runner_;
+  const Options& options_;
+  const ExportJob job_;
+  const Lease lease_;
+  absl::Duration lease_duration_;
+  absl::Time lease_end_;  // By the local clock; extended by each progress report.
+
+  Stopped stopped_ = Stopped::kNo;
+  absl::Status stop_status_;
+  std::unique_ptr<PartWriter> writer_;
+  int64_t records_total_estimate_ = 0;
+  std::vector<ExportPart> parts_;  // Uploaded, in order.
+  absl::Time last_report_ = absl::InfinitePast();
+};
+
+void ExportRunner::JobRun::Run() {
+  Log(absl::StrCat("claimed (", Piece(EntityName(job_.entity_type())), ", attempt ", job_.attempt(),
+                   ")"));
+  if (runner_->stopping()) {
+    // Claimed as Stop began: give it back unstarted.
+    stopped_ = Stopped::kRelease;
+    return EndStopped();
+  }
+
+  const catalog::Entity* entity = catalog::FindEntity(job_.entity_type());
+  if (entity == nullptr) {
+    return Fail(absl::StrCat("entity_type: unknown value ", job_.entity_type()), false);
+  }
+  absl::StatusOr<filters::Condition> condition = filters::Parse(job_.filters(), *entity);
+  if (!condition.ok()) return Fail(std::string(condition.status().message()), false);
+  std::vector<std::string> fields(job_.fields().begin(), job_.fields().end());
+  if (fields.empty()) return Fail("fields: none to export", false);
+  std::vector<Column> columns;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const catalog::Field* field = catalog::FindField(*entity, fields[i]);
+    if (field == nullptr) {
+      return Fail(absl::StrCat("fields[", i, "]: unknown field \"", fields[i], "\" for ",
+                               Piece(entity->table)),
+                  false);
+    }
+    columns.push_back(Column{fields[i], field->type});
+  }
+
+  absl::StatusOr<std::unique_ptr<Source>> source = options_.open_source();
+  if (!source.ok()) {
+    return Fail(absl::StrCat("cannot open the data source: ", source.status().message()), false);
+  }
+  absl::StatusOr<int64_t> count = (*source)->Count(*entity, *condition);
+  if (!count.ok()) {
+    return Fail(absl::StrCat("cannot read the data source: ", count.status().message()), false);
+  }
+  records_total_estimate_ = *count;
+  if (!Heartbeat()) return EndStopped();
+
+  PartWriter::Options writer_options;
+  writer_options.columns = std::move(columns);
+  writer_options.format = job_.format() == exportjobs::v1::EXPORT_FORMAT_UNSPECIFIED
+                              ? exportjobs::v1::EXPORT_FORMAT_CSV
+                              : job_.format();
+  writer_options.compression = job_.compression() == exportjobs::v1::COMPRESSION_UNSPECIFIED
+                                   ? exportjobs::v1::COMPRESSION_NONE
+                                   : job_.compression();
+  writer_options.part_size_bytes =
+      job_.part_size_bytes() > 0 ? job_.part_size_bytes() : options_.default_part_size_bytes;
+  writer_options.work_dir = options_.work_dir;
+  writer_options.on_part = [this](const FinishedPart& part) { return OnPart(part); };
+  absl::StatusOr<std::unique_ptr<PartWriter>> writer = PartWriter::Create(writer_options);
+  if (!writer.ok()) {
+    return Fail(absl::StrCat("cannot write the export: ", writer.status().message()), false);
+  }
+  writer_ = *std::move(writer);
+
+  // Errors of the writer itself (not of on_part, which sets stopped_) are local I/O.
+  absl::Status write_error;
+  const absl::Status scanned = (*source)->Scan(*entity, fields, *condition, [&](const Row& row) {
+    if (runner_->releasing()) {
+      stopped_ = Stopped::kRelease;
+      return false;
+    }
+    write_error = writer_->Add(row);
+    if (!write_error.ok()) return false;
+    if (absl::Now() - last_report_ >= options_.heartbeat_interval && !Heartbeat()) {
+      return false;
+    }
+    return true;
+  });
+  source->reset();
+  if (stopped_ != Stopped::kNo) return EndStopped();
+  if (!write_error.ok()) {
+    return Fail(absl::StrCat("writing the export failed: ", write_error.message()), true);
+  }
+  if (!scanned.ok()) {
+    return Fail(absl::StrCat("cannot read the data source: ", scanned.message()), false);
+  }
+  if (runner_->releasing()) {
+    stopped_ = Stopped::kRelease;
+    return EndStopped();
+  }
+  // Uploads the last part, whose progress report is the report at the end.
+  absl::StatusOr<int32_t> finished = writer_->Finish();
+  if (stopped_ != Stopped::kNo) return EndStopped();
+  if (!finished.ok()) {
+    return Fail(absl::StrCat("writing the export failed: ", finished.status().message()), true);
+  }
+  Complete();
+}
+
+absl::Status ExportRunner::JobRun::Call(
+    const std::string& what, CallKind kind, absl::Duration timeout,
+    const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  int max_tries = options_.max_call_attempts;
+  // Releasing at Stop(kRelease): a few quick tries, so that Stop returns promptly.
+  if (kind == CallKind::kFinal && runner_->releasing()) max_tries = std::min(max_tries, 3);
+  absl::Duration backoff = options_.initial_backoff;
+  for (int tries = 1;; ++tries) {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(timeout));
+    grpc::Status result;
+    {
+      ScopedCall scoped(runner_, &context, kind);
+      result = call(&context);
+    }
+    absl::Status status = FromGrpc(what, result);
+    if (status.ok() || !IsTransient(status.code()) || tries >= max_tries) return status;
+    if (absl::Now() + backoff >= lease_end_) return status;  // Never past the lease.
+    if (kind == CallKind::kJob) {
+      if (!runner_->SleepUnlessStopped(backoff, /*any_stop=*/false)) {
+        return absl::CancelledError(absl::StrCat(what, ": the worker is stopping"));
+      }
+    } else {
+      // The final call of a job is not interrupted by Stop; its tries are bounded above.
+      absl::SleepFor(runner_->releasing() ? options_.initial_backoff : backoff);
+    }
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+bool ExportRunner::JobRun::Heartbeat() {
+  ReportProgressRequest request;
+  request.set_job_id(job_.id());
+  request.set_lease_token(lease_.token());
+  request.set_records_processed(writer_ ? writer_->records() : 0);
+  request.set_bytes_written(writer_ ? writer_->bytes_written() : 0);
+  request.set_parts_uploaded(static_cast<int32_t>(parts_.size()));
+  request.set_records_total_estimate(records_total_estimate_);
+  ReportProgressResponse response;
+  const absl::Time sent = absl::Now();
+  absl::Status status = Call("reporting progress", CallKind::kJob, options_.rpc_timeout,
+                             [&](grpc::ClientContext* context) {
+                               return runner_->stub_->ReportProgress(context, request, &response);
+                             });
+  last_report_ = absl::Now();
+  if (!status.ok()) {
+    StopFor(std::move(status));
+    return false;
+  }
+  lease_end_ = sent + lease_duration_;
+  if (response.cancel_requested()) {
+    stopped_ = Stopped::kCancel;
+    return false;
+  }
+  return true;
+}
+
+absl::Status ExportRunner::JobRun::OnPart(const FinishedPart& part) {
+  struct Unlink {
+    const std::string& path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink{part.path};  // Uploaded or not, the file is done with.
+  if (runner_->releasing()) {
+    stopped_ = Stopped::kRelease;
+    return absl::CancelledError("the worker is stopping");
+  }
+  absl::Status local;
+  // One second per MiB on top of the call deadline: a part may be up to 4 GiB.
+  const absl::Duration timeout = options_.rpc_timeout + absl::Seconds(part.size_bytes >> 20);
+  absl::Status uploaded = Call(absl::StrCat("uploading part ", part.part_number), CallKind::kJob,
+                               timeout, [&](grpc::ClientContext* context) {
+                                 local = absl::OkStatus();
+                                 return UploadOnce(context, part, &local);
+                               });
+  if (!local.ok()) {
+    stopped_ = Stopped::kLocalIo;
+    stop_status_ = local;
+    return local;
+  }
+  if (!uploaded.ok()) {
+    StopFor(uploaded);
+    return uploaded;
+  }
+  ExportPart& manifest = parts_.emplace_back();
+  manifest.set_part_number(part.part_number);
+  manifest.set_size_bytes(part.size_bytes);
+  manifest.set_record_count(part.record_count);
+  manifest.set_sha256(part.sha256);
+  if (!Heartbeat()) return absl::CancelledError("the export stopped");
+  return absl::OkStatus();
+}
+
+grpc::Status ExportRunner::JobRun::UploadOnce(grpc::ClientContext* context,
+                                              const FinishedPart& part, absl::Status* local) {
+  UploadExportPartResponse response;
+  std::unique_ptr<grpc::ClientWriter<UploadExportPartRequest>> stream =
+      runner_->stub_->UploadExportPart(context, &response);
+  // On a local error the call is cancelled, and the local error is what counts.
+  auto local_error = [&](absl::Status error) {
+    *local = std::move(error);
+    context->TryCancel();
+    stream->Finish();
+    return grpc::Status(grpc::StatusCode::CANCELLED, std::string(local->message()));
+  };
+
+  UploadExportPartRequest message;
+  UploadExportPartRequest::Header& header = *message.mutable_header();
+  header.set_job_id(job_.id());
+  header.set_lease_token(lease_.token());
+  header.set_part_number(part.part_number);
+  header.set_record_count(part.record_count);
+  if (!stream->Write(message)) return stream->Finish();
+
+  const int fd = ::open(part.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return local_error(absl::UnavailableError(
+        absl::StrCat("opening part file ", part.path, ": ", std::strerror(errno))));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  int64_t sent = 0;
+  while (true) {
+    // Read straight into the message: one chunk in memory at a time.
+    std::string& chunk = *message.mutable_chunk();
+    chunk.resize(kChunkBytes);
+    const ssize_t n = ReadFull(fd, chunk.data(), kChunkBytes);
+    if (n < 0) {
+      return local_error(absl::UnavailableError(
+          absl::StrCat("reading part file ", part.path, ": ", std::strerror(errno))));
+    }
+    if (n == 0) break;
+    chunk.resize(static_cast<size_t>(n));
+    sent += n;
+    if (!stream->Write(message)) return stream->Finish();
+    if (static_cast<size_t>(n) < kChunkBytes) break;
+  }
+  if (sent != part.size_bytes) {
+    return local_error(absl::DataLossError(absl::StrCat("part file ", part.path, " has ", sent,
+                                                        " bytes, expected ", part.size_bytes)));
+  }
+  UploadExportPartRequest::Trailer& trailer = *message.mutable_trailer();
+  trailer.set_size_bytes(part.size_bytes);
+  trailer.set_sha256(part.sha256);
+  if (!stream->Write(message)) return stream->Finish();
+  stream->WritesDone();
+  return stream->Finish();
+}
+
+void ExportRunner::JobRun::StopFor(absl::Status status) {
+  if (status.code() == absl::StatusCode::kAborted) {
+    stopped_ = Stopped::kLeaseLost;
+  } else if (status.code() == absl::StatusCode::kCancelled && runner_->releasing()) {
+    stopped_ = Stopped::kRelease;
+  } else if (IsTransient(status.code())) {
+    stopped_ = Stopped::kGaveUp;
+  } else {
+    stopped_ = Stopped::kRejected;
+  }
+  stop_status_ = std::move(status);
+}
+
+void ExportRunner::JobRun::EndStopped() {
+  switch (stopped_) {
+    case Stopped::kNo:
+      return;
+    case Stopped::kLeaseLost:
+      return Drop(absl::StrCat("lease lost (", stop_status_.message(), ")"));
+    case Stopped::kCancel:
+    case Stopped::kRelease:
+      return Release();
+    case Stopped::kGaveUp:
+      return Drop(absl::StrCat(stop_status_.message(), "; its lease will expire"));
+    case Stopped::kRejected:
+    case Stopped::kLocalIo:
+      return Fail(std::string(stop_status_.message()), true);
+  }
+}
+
+void ExportRunner::JobRun::Complete() {
+  CompleteExportJobRequest request;
+  request.set_job_id(job_.id());
+  request.set_lease_token(lease_.token());
+  request.set_record_count(writer_->records());
+  for (const ExportPart& part : parts_) *request.add_parts() = part;
+  ExportJob completed;
+  absl::Status status =
+      Call("completing the job", CallKind::kFinal, options_.rpc_timeout,
+           [&](grpc::ClientContext* context) {
+             return runner_->stub_->CompleteExportJob(context, request, &completed);
+           });
+  if (!status.ok()) {
+    StopFor(std::move(status));
+    return EndStopped();
+  }
+  runner_->Count(&Stats::completed);
+  Log(absl::StrCat("completed (", completed.record_count(), " records, ", completed.file_parts(),
+                   " parts, ", completed.file_size_bytes(), " bytes)"));
+}
+
+void ExportRunner::JobRun::Fail(const std::string& message, bool retryable) {
+  FailExportJobRequest request;
+  request.set_job_id(job_.id());
+  request.set_lease_token(lease_.token());
+  request.set_error_message(Truncated(message));
+  request.set_retryable(retryable);
+  ExportJob failed;
+  const absl::Status status = Call(
+      "failing the job", CallKind::kFinal, options_.rpc_timeout, [&](grpc::ClientContext* context) {
+        return runner_->stub_->FailExportJob(context, request, &failed);
+      });
+  if (status.code() == absl::StatusCode::kAborted) {
+    return Drop(absl::StrCat("lease lost (", status.message(), ")"));
+  }
+  if (!status.ok()) {
+    return Drop(absl::StrCat("failed: ", message, "; and ", status.message()));
+  }
+  if (failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
+    runner_->Count(&Stats::cancelled);
+    return Log("cancelled");
+  }
+  runner_->Count(&Stats::failed);
+  Log(absl::StrCat(
+      "failed: ", message,
+      failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_PENDING ? " (will be retried)" : ""));
+}
+
+void ExportRunner::JobRun::Release() {
+  ReleaseExportJobRequest request;
+  request.set_job_id(job_.id());
+  request.set_lease_token(lease_.token());
+  ExportJob released;
+  const absl::Status status =
+      Call("releasing the job", CallKind::kFinal, options_.rpc_timeout,
+           [&](grpc::ClientContext* context) {
+             return runner_->stub_->ReleaseExportJob(context, request, &released);
+           });
+  if (status.code() == absl::StatusCode::kAborted) {
+    return Drop(absl::StrCat("lease lost (", status.message(), ")"));
+  }
+  if (!status.ok()) return Drop(std::string(status.message()));
+  if (released.status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
+    runner_->Count(&Stats::cancelled);
+    return Log("cancelled");
+  }
+  runner_->Count(&Stats::released);
+  Log("released");
+}
+
+void ExportRunner::JobRun::Drop(const std::string& why) {
+  runner_->Count(&Stats::dropped);
+  Log(absl::StrCat("dropped: ", why));
+}
+
+void ExportRunner::JobRun::Log(std::string_view event) const {
+  runner_->Log(
+      absl::StrCat("export-worker ", options_.worker_id, ": job ", job_.id(), " ", Piece(event)));
+}
+
+// --- ExportRunner --------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<ExportRunner>> ExportRunner::Create(Options options) {
+  auto invalid = [](std::string_view field, std::string_view reason) {
+    return absl::InvalidArgumentError(absl::StrCat(Piece(field), ": ", Piece(reason)));
+  };
+  if (options.channel == nullptr) return invalid("channel", "must be set");
+  if (options.worker_id.empty() || options.worker_id.size() > 128) {
+    return invalid("worker_id", "must have 1 to 128 characters");
+  }
+  if (!options.open_source) return invalid("open_source", "must be set");
+  if (options.concurrency < 1) {
+    return invalid("concurrency", absl::StrCat("must be at least 1, got ", options.concurrency));
+  }
+  for (exportjobs::v1::EntityType type : options.entity_types) {
+    if (catalog::FindEntity(type) == nullptr) {
+      return invalid("entity_types", absl::StrCat("unknown value ", type));
+    }
+  }
+  if (options.work_dir.empty()) return invalid("work_dir", "must be set");
+  struct stat info;
+  if (::stat(options.work_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    return invalid("work_dir", absl::StrCat(options.work_dir, " is not a directory"));
+  }
+  if (options.default_part_size_bytes < 1) {
+    return invalid("default_part_size_bytes", "must be at least 1");
+  }
+  if (options.heartbeat_interval <= absl::ZeroDuration()) {
+    return invalid("heartbeat_interval", "must be more than 0");
+  }
+  if (options.claim_wait <= absl::ZeroDuration() || options.claim_wait > absl::Seconds(30)) {
+    return invalid("claim_wait", "must be more than 0 and at most 30s");
+  }
+  if (options.rpc_timeout <= absl::ZeroDuration()) {
+    return invalid("rpc_timeout", "must be more than 0");
+  }
+  if (options.initial_backoff <= absl::ZeroDuration() ||
+      options.max_backoff < options.initial_backoff) {
+    return invalid("initial_backoff", "must be more than 0 and at most max_backoff");
+  }
+  if (options.max_call_attempts < 1) return invalid("max_call_attempts", "must be at least 1");
+  return std::unique_ptr<ExportRunner>(new ExportRunner(std::move(options)));
+}
+
+ExportRunner::ExportRunner(Options options)
+    : options_(std::move(options)),
+      stub_(exportjobs::v1::WorkerService::NewStub(options_.channel)) {}
+
+ExportRunner::~ExportRunner() { Stop(StopMode::kRelease); }
+
+void ExportRunner::Start() {
+  absl::MutexLock join_lock(&join_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (started_ || stopping_) return;
+    started_ = true;
+  }
+  for (int i = 0; i < options_.concurrency; ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+void ExportRunner::Stop(StopMode mode) {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (mode == StopMode::kRelease) {
+      releasing_ = true;
+      releasing_flag_.store(true, std::memory_order_release);
+    }
+    for (const ActiveCall& call : calls_) {
+      if (call.kind == CallKind::kClaim || (releasing_ && call.kind == CallKind::kJob)) {
+        call.context->TryCancel();
+      }
+    }
+  }
+  absl::MutexLock join_lock(&join_mu_);
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+}
+
+ExportRunner::Stats ExportRunner::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void ExportRunner::Count(int64_t Stats::*counter) {
+  absl::MutexLock lock(&mu_);
+  ++(stats_.*counter);
+}
+
+bool ExportRunner::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+bool ExportRunner::SleepUnlessStopped(absl::Duration duration, bool any_stop) {
+  absl::MutexLock lock(&mu_);
+  return !mu_.AwaitWithTimeout(absl::Condition(any_stop ? &stopping_ : &releasing_), duration);
+}
+
+void ExportRunner::Log(const std::string& line) const {
+  if (options_.log) return options_.log(line);
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void ExportRunner::Loop() {
+  absl::Duration backoff = options_.initial_backoff;
+  int failures = 0;
+  while (!stopping()) {
+    ClaimExportJobRequest request;
+    request.set_worker_id(options_.worker_id);
+    for (exportjobs::v1::EntityType type : options_.entity_types) request.add_entity_types(type);
+    request.mutable_wait()->set_seconds(absl::ToInt64Seconds(options_.claim_wait));
+    request.mutable_wait()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
+        options_.claim_wait - absl::Seconds(absl::ToInt64Seconds(options_.claim_wait)))));
+    ClaimExportJobResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(options_.claim_wait + options_.rpc_timeout));
+    const absl::Time sent = absl::Now();
+    grpc::Status status;
+    {
+      ScopedCall scoped(this, &context, CallKind::kClaim);
+      status = stub_->ClaimExportJob(&context, request, &response);
+    }
+    if (!status.ok()) {
+      if (stopping()) break;
+      // Claims are retried for as long as the runner runs; the log shows the first failure of
+      // a run of them and every tenth.
+      if (++failures == 1 || failures % 10 == 0) {
+        Log(absl::StrCat(
+            "export-worker ", options_.worker_id, ": claiming a job failed (", failures,
+            failures == 1 ? " time" : " times in a row",
+            "): ", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+            ": ", status.error_message(), "; retrying"));
+      }
+      SleepUnlessStopped(backoff, /*any_stop=*/true);
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      continue;
+    }
+    failures = 0;
+    backoff = options_.initial_backoff;
+    if (!response.has_job()) {
+      // Answered well before the wait ended without a job (the server is shutting down):
+      // pause before the next claim rather than spin.
+      if (absl::Now() - sent < options_.claim_wait / 2) {
+        SleepUnlessStopped(options_.initial_backoff, /*any_stop=*/true);
+      }
+      continue;
+    }
+    Count(&Stats::claimed);
+    JobRun(this, std::move(*response.mutable_job()), std::move(*response.mutable_lease()), sent)
+        .Run();
+  }
+}
+
+ExportRunner::SourceFactory SqliteSourceFactory(std::string path) {
+  return [path = std::move(path)]() -> absl::StatusOr<std::unique_ptr<Source>> {
+    absl::StatusOr<std::unique_ptr<SqliteSource>> source = SqliteSource::Open(path);
+    if (!source.ok()) return source.status();
+    return std::unique_ptr<Source>(*std::move(source));
+  };
+}
+
+}  // namespace exportd
