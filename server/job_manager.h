@@ -111,8 +111,10 @@ class JobManager {
   // Claims the oldest ready job of `entity_types` (empty: any) for `worker_id`: PROCESSING,
   // attempt + 1, a new lease with the next epoch. Without a ready job, waits up to `wait`
   // (real time) and answers without a job if none comes.
+  // `cancelled` (optional, must not block) tells whether the caller has gone away: such a claim
+  // is answered CANCELLED instead of being given a job, also while it waits.
   void Claim(std::string worker_id, std::vector<EntityType> entity_types, absl::Duration wait,
-             ClaimCallback done);
+             ClaimCallback done, std::function<bool()> cancelled = nullptr);
 
   // Records progress and extends the lease.
   void ReportProgress(exportjobs::v1::ReportProgressRequest request, ProgressCallback done);
@@ -182,6 +184,7 @@ class JobManager {
     std::vector<EntityType> entity_types;
     absl::Time deadline;  // Real time.
     ClaimCallback done;
+    std::function<bool()> cancelled;
     absl::StatusOr<Claimed> result = absl::UnknownError("not applied");
     bool parked = false;
   };

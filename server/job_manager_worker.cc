@@ -81,17 +81,22 @@ absl::Duration JobManager::Backoff(int attempt) const {
 int JobManager::waiting_claims() { return waiting_.load(); }
 
 void JobManager::Claim(std::string worker_id, std::vector<EntityType> entity_types,
-                       absl::Duration wait, ClaimCallback done) {
+                       absl::Duration wait, ClaimCallback done, std::function<bool()> cancelled) {
   auto claim = std::make_shared<ClaimState>();
   claim->worker_id = std::move(worker_id);
   claim->entity_types = std::move(entity_types);
   claim->deadline = absl::Now() + wait;
   claim->done = std::move(done);
+  claim->cancelled = std::move(cancelled);
   Enqueue(ClaimOp(std::move(claim)));
 }
 
 JobManager::Op JobManager::ClaimOp(std::shared_ptr<ClaimState> claim) {
   return Op{[this, claim](Txn& txn) {
+              if (claim->cancelled && claim->cancelled()) {
+                claim->result = absl::CancelledError("the claim was cancelled");
+                return;
+              }
               claim->result = TryClaim(txn, *claim);
               if (claim->result.ok() && !claim->result->job && claim->deadline > absl::Now()) {
                 claim->parked = true;
@@ -172,6 +177,11 @@ void JobManager::ServeWaiters(absl::Time clock_now) {
   absl::flat_hash_set<std::string> promised;
   std::deque<std::shared_ptr<ClaimState>> still_waiting;
   for (std::shared_ptr<ClaimState>& claim : waiters_) {
+    if (claim->cancelled && claim->cancelled()) {  // The caller went away: no job for it.
+      claim->parked = false;
+      std::move(claim->done)(absl::CancelledError("the claim was cancelled"));
+      continue;
+    }
     // A ready job nobody else in this pass was sent for: wake this claim for it.
     bool wake = false;
     for (int t = 1; t < static_cast<int>(ready_.size()) && !wake; ++t) {

@@ -279,14 +279,17 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ClaimExportJob(
     wait = std::max(absl::ZeroDuration(), std::min(wait, until_deadline));
     std::vector<EntityType> types;
     for (int type : request->entity_types()) types.push_back(static_cast<EntityType>(type));
-    jobs_->Claim(request->worker_id(), std::move(types), wait,
-                 [this, reactor, response](absl::StatusOr<JobManager::Claimed> claimed) {
-                   if (claimed.ok() && claimed->job) {
-                     *response->mutable_job() = *std::move(claimed->job);
-                     *response->mutable_lease() = std::move(claimed->lease);
-                   }
-                   Finish(reactor, claimed.status());
-                 });
+    jobs_->Claim(
+        request->worker_id(), std::move(types), wait,
+        [this, reactor, response](absl::StatusOr<JobManager::Claimed> claimed) {
+          if (claimed.ok() && claimed->job) {
+            *response->mutable_job() = *std::move(claimed->job);
+            *response->mutable_lease() = std::move(claimed->lease);
+          }
+          Finish(reactor, claimed.status());
+        },
+        // A worker that stopped (or died) while its claim waited must not be given a job.
+        [context] { return context->IsCancelled(); });
   });
 }
 

@@ -288,6 +288,34 @@ TEST_F(WorkerServiceTest, AWaitingClaimIsAnsweredByTheNextCreate) {
   EXPECT_FALSE(response.lease().token().empty());
 }
 
+TEST_F(WorkerServiceTest, ACancelledWaitingClaimIsNotGivenAJob) {
+  ClaimExportJobRequest request;
+  request.set_worker_id("worker-that-stops");
+  request.mutable_wait()->set_seconds(20);
+  ClaimExportJobResponse response;
+  absl::Notification done;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  workers_->async()->ClaimExportJob(&context, &request, &response,
+                                    [&](grpc::Status) { done.Notify(); });
+  JobManager* jobs = server_.server().job_manager();
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (jobs->waiting_claims() == 0 && absl::Now() < give_up) std::this_thread::yield();
+  ASSERT_EQ(jobs->waiting_claims(), 1);
+
+  context.TryCancel();
+  done.WaitForNotification();
+  // The server drops the claim at its next pass over the waiting claims (every tick).
+  while (jobs->waiting_claims() != 0 && absl::Now() < give_up) std::this_thread::yield();
+  ASSERT_EQ(jobs->waiting_claims(), 0);
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  ClaimExportJobResponse live = Claim();
+
+  EXPECT_EQ(live.job().id(), job.id());
+  EXPECT_EQ(live.job().attempt(), 1);
+}
+
 TEST_F(WorkerServiceTest, BadRequestsAreInvalidArgumentNamingTheField) {
   ClaimExportJobRequest no_worker;
   ClaimExportJobRequest bad_type;
