@@ -22,26 +22,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
 #include "common/status_macros.h"
+#include "common/str_cat.h"
 #include "worker/sqlite_source.h"
 
 namespace exportd {
 namespace {
-
-// absl::StrCat and absl::StrAppend that also take std::string_view (Debian's Abseil has its own
-// absl::string_view).
-absl::string_view Piece(std::string_view text) { return {text.data(), text.size()}; }
-template <typename T>
-const T& Piece(const T& value) {
-  return value;
-}
-template <typename... Args>
-std::string Cat(const Args&... args) {
-  return absl::StrCat(Piece(args)...);
-}
-template <typename... Args>
-void Append(std::string* out, const Args&... args) {
-  absl::StrAppend(out, Piece(args)...);
-}
 
 constexpr int64_t kDay = 24 * 60 * 60;
 constexpr int64_t kYear = 365 * kDay;
