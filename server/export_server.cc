@@ -55,7 +55,8 @@ class ExportServer::Impl {
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<Executor> readers;
   std::unique_ptr<Executor> io;
-  ProgressHub hub;
+  std::unique_ptr<ProgressHub> hub_owner;
+  ProgressHub& hub() { return *hub_owner; }
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<ExportServiceImpl> service;
   std::unique_ptr<WorkerServiceImpl> workers;
@@ -78,11 +79,11 @@ class ExportServer::Impl {
       // end; in-flight calls finish (the committer and readers still run).
       service->calls().StartDraining();
       workers->calls().StartDraining();
-      hub.Shutdown();
+      hub().Shutdown();
       jobs->EndWaitingClaims();
       const absl::Time deadline = absl::Now() + options.shutdown_grace;
       const bool drained = service->calls().AwaitIdle(deadline) &&
-                           workers->calls().AwaitIdle(deadline) && hub.AwaitNoWatchers(deadline);
+                           workers->calls().AwaitIdle(deadline) && hub().AwaitNoWatchers(deadline);
       if (!drained) {
         std::fprintf(stderr, "export-server: calls still running after %s are cancelled\n",
                      absl::FormatDuration(options.shutdown_grace).c_str());
@@ -144,10 +145,12 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
 
   impl->readers = std::make_unique<Executor>("exportd-read", options.read_threads);
   impl->io = std::make_unique<Executor>("exportd-io", options.io_threads);
-  ProgressHub* hub = &impl->hub;
+  impl->hub_owner = std::make_unique<ProgressHub>(options.progress_interval);
+  ProgressHub* hub = impl->hub_owner.get();
   BlobStore* blobs = impl->blobs.get();
   Executor* io = impl->io.get();
   JobManager::Options job_options = options.jobs;
+  job_options.after_group = [hub] { hub->Flush(); };
   const DownloadSigner* signer = impl->signer.get();
   job_options.download_url = [signer](const std::string& id, absl::Time expires) {
     return signer->Url(id, 0, expires);

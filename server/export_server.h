@@ -41,6 +41,8 @@ struct ServerOptions {
   // Leases, retries, retention and download URLs (see JobManager::Options).
   JobManager::Options jobs;
   WorkerServiceImpl::Options workers;
+  // Progress reports of one job reach watchers at most this often (the latest always does).
+  absl::Duration progress_interval = absl::Milliseconds(250);
   // How often leases are checked for expiry and waiting claims for their end.
   absl::Duration tick_interval = absl::Milliseconds(100);
   // How often the janitor runs (see JobManager::Sweep), and how long finished jobs are kept.

@@ -147,6 +147,7 @@ void JobManager::CommitLoop() {
       if (op.finish) op.finish(written);
     }
     ServeWaiters(txn.now());
+    if (options_.after_group) options_.after_group();
   }
 }
 

@@ -74,6 +74,9 @@ class JobManager {
     absl::Duration retention = absl::Hours(24 * 7);
     // The download URL of a completed job, valid until `expires`. Must not block.
     std::function<std::string(const std::string& id, absl::Time expires)> download_url;
+    // Called on the committer thread after each group of requests (after its changes were
+    // handed to the listener). Must not block.
+    std::function<void()> after_group;
     // Called after a commit with the parts to delete: those of an attempt that ended without
     // completing (epoch >= 0) or of a deleted job (epoch -1). Must not block.
     std::function<void(const std::string& id, int64_t epoch)> discard_parts;

@@ -377,7 +377,10 @@ void JobManager::Complete(exportjobs::v1::CompleteExportJobRequest request, JobC
         job.set_record_count(request.record_count());
         job.set_file_parts(request.parts_size());
         job.set_file_size_bytes(size);
-        const absl::Time expires = txn.now() + options_.retention;
+        // Whole seconds, as download URLs carry them: the URL and the job expire together.
+        const absl::Time expires_exact = txn.now() + options_.retention;
+        absl::Time expires = absl::FromUnixSeconds(absl::ToUnixSeconds(expires_exact));
+        if (expires < expires_exact) expires += absl::Seconds(1);
         *job.mutable_expires_at() = ToProtoTime(expires);
         if (options_.download_url) job.set_download_url(options_.download_url(job.id(), expires));
         *job.mutable_parts() = request.parts();

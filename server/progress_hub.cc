@@ -1,6 +1,7 @@
 #include "server/progress_hub.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace exportd {
 
@@ -45,19 +46,50 @@ void ProgressHub::Publish(const JobChange& change) {
   event->set_revision(record.job().revision());
   event->set_kind(change.after ? ExportJobEvent::KIND_CHANGED : ExportJobEvent::KIND_DELETED);
 
+  const std::string& id = record.job().id();
+  const bool processing =
+      change.after && change.after->job().status() == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING;
+  const bool progress_report =
+      processing && change.before && change.before->job().status() == change.after->job().status();
+  if (!processing) {
+    throttles_.erase(id);  // A held report is older than this change: dropped.
+  } else if (progress_interval_ > absl::ZeroDuration()) {
+    const absl::Time now = absl::Now();
+    Throttle& throttle = throttles_[id];
+    if (progress_report && now < throttle.last_delivered + progress_interval_) {
+      throttle.held = std::move(event);
+      throttle.tenant = record.tenant();
+      return;
+    }
+    throttle.last_delivered = now;
+    throttle.held.reset();
+  }
+  Deliver(event, record.tenant());
+}
+
+void ProgressHub::Flush() {
+  const absl::Time now = absl::Now();
+  for (auto& [id, throttle] : throttles_) {
+    if (throttle.held && now >= throttle.last_delivered + progress_interval_) {
+      throttle.last_delivered = now;
+      Deliver(std::exchange(throttle.held, nullptr), throttle.tenant);
+    }
+  }
+}
+
+void ProgressHub::Deliver(const EventPtr& shared, const std::string& tenant) {
   TargetList job_targets;
   TargetList all_targets;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = by_job_.find(record.job().id()); it != by_job_.end()) job_targets = it->second;
+    if (auto it = by_job_.find(shared->job().id()); it != by_job_.end()) job_targets = it->second;
     all_targets = all_jobs_;
   }
-  const EventPtr shared = std::move(event);
   if (job_targets) {
-    for (const auto& t : *job_targets) t->Deliver(shared, record.tenant());
+    for (const auto& t : *job_targets) t->Deliver(shared, tenant);
   }
   if (all_targets) {
-    for (const auto& t : *all_targets) t->Deliver(shared, record.tenant());
+    for (const auto& t : *all_targets) t->Deliver(shared, tenant);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "exportjobs/v1/export_service.pb.h"
 #include "storage/job_store.h"
 
@@ -35,13 +36,23 @@ class WatchTarget {
 
 class ProgressHub {
  public:
+  // Progress reports (changes of a processing job that keep it processing) of one job reach
+  // watchers at most once per `progress_interval`; the latest one is held back and delivered by
+  // Flush once the interval has passed, or dropped for a newer change. Zero delivers every one.
+  explicit ProgressHub(absl::Duration progress_interval = absl::ZeroDuration())
+      : progress_interval_(progress_interval) {}
+
   // Registers a watcher of job `id` (or, with an empty id, of all jobs). Returns false, and
   // registers nothing, once Shutdown has begun.
   bool Add(const std::string& id, std::shared_ptr<WatchTarget> target);
   void Remove(const std::string& id, const WatchTarget* target);
 
-  // Delivers the change to the job's watchers and to the watchers of all jobs.
+  // Delivers the change to the job's watchers and to the watchers of all jobs (or holds a
+  // progress report back, see above). Called by one thread, in commit order, as is Flush.
   void Publish(const JobChange& change);
+
+  // Delivers the progress reports held back whose interval has passed.
+  void Flush();
 
   // Tells every watcher to finish and refuses new ones.
   void Shutdown();
@@ -57,7 +68,17 @@ class ProgressHub {
   // without it.
   using TargetList = std::shared_ptr<const Targets>;
 
+  struct Throttle {
+    absl::Time last_delivered;
+    EventPtr held;  // The newest progress report not yet delivered.
+    std::string tenant;
+  };
+  void Deliver(const EventPtr& event, const std::string& tenant);
+
+  const absl::Duration progress_interval_;
   mutable absl::Mutex mu_;
+  // Jobs that are processing, by id. Publish and Flush only (one thread).
+  absl::flat_hash_map<std::string, Throttle> throttles_;
   absl::flat_hash_map<std::string, TargetList> by_job_ ABSL_GUARDED_BY(mu_);
   TargetList all_jobs_ ABSL_GUARDED_BY(mu_);
   size_t count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1313,20 +1313,21 @@ TEST_F(ExportFlowTest, DownloadUrlAnswers410OnceTheRetentionPassed) {
                                 absl::Nanoseconds(job.expires_at().nanos());
   const absl::Time completed_at = absl::FromUnixSeconds(job.completed_at().seconds()) +
                                   absl::Nanoseconds(job.completed_at().nanos());
-  EXPECT_EQ(expires_at - completed_at, absl::Seconds(3));
+  // --retention after completion, rounded up to whole seconds (what the URL carries).
+  EXPECT_GE(expires_at - completed_at, absl::Seconds(3));
+  EXPECT_LT(expires_at - completed_at, absl::Seconds(4));
+  EXPECT_EQ(job.expires_at().nanos(), 0);
 
   ASSERT_OK_AND_ASSIGN(const HttpResponse first, CurlGet(job.download_url(), Path("first")));
   ASSERT_LT(absl::Now(), expires_at) << "the test was too slow to see the URL valid";
   EXPECT_EQ(first.code, 200) << first.body;
 
   // Poll (with a deadline) until the URL is refused: 200 until it expires, then 410. The URL's
-  // `expires` is expires_at in whole Unix seconds, rounded down, and the server refuses the URL
-  // from that second on — up to a second before the job's expires_at.
+  // `expires` is the job's expires_at (whole seconds), and the server refuses the URL from then.
   int64_t expires_param = 0;
   ASSERT_TRUE(absl::SimpleAtoi(QueryParam(job.download_url(), "expires"), &expires_param));
   const absl::Time url_expiry = absl::FromUnixSeconds(expires_param);
-  EXPECT_LE(url_expiry, expires_at);
-  EXPECT_GT(url_expiry, expires_at - absl::Seconds(1));
+  EXPECT_EQ(url_expiry, expires_at);
   const absl::Time deadline = expires_at + absl::Seconds(10);
   std::vector<int> codes;
   HttpResponse last;

@@ -121,7 +121,9 @@ TEST(WatchTest, StartsWithSnapshotThenChangesAndEndsOkAfterTerminalState) {
 }
 
 TEST(WatchTest, DeliversEveryChangeInOrder) {
-  TestServer server;
+  ServerOptions options;
+  options.progress_interval = absl::ZeroDuration();  // Every progress report too.
+  TestServer server(options);
   Driver driver(server);
   ExportJob job;
   ASSERT_TRUE(server.Create(AccountsRequest(), &job).ok());
@@ -141,6 +143,35 @@ TEST(WatchTest, DeliversEveryChangeInOrder) {
   for (int64_t r : watch.DrainRevisions(&last)) revisions.push_back(r);
 
   EXPECT_EQ(revisions, Range(1, 42));
+  EXPECT_EQ(last.job().status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
+  EXPECT_TRUE(watch.Finish().ok());
+}
+
+TEST(WatchTest, ProgressIsThrottledPerJobButTheLatestAlwaysArrives) {
+  ServerOptions options;
+  options.progress_interval = absl::Milliseconds(300);
+  TestServer server(options);
+  Driver driver(server);
+  ExportJob job;
+  ASSERT_TRUE(server.Create(AccountsRequest(), &job).ok());
+  JobWatch watch(server.stub(), job.id());
+  ASSERT_TRUE(watch.Next().has_value());
+
+  constexpr int kReports = 30;
+  for (int i = 1; i <= kReports; ++i) ASSERT_TRUE(driver.Progress(job.id(), i).ok());
+  // The held-back latest report arrives without any further change.
+  std::vector<int64_t> seen;
+  while (seen.empty() || seen.back() != kReports) {
+    std::optional<ExportJobEvent> event = watch.Next();
+    ASSERT_TRUE(event.has_value()) << "the latest progress never arrived";
+    seen.push_back(event->job().progress().records_processed());
+  }
+  ASSERT_TRUE(driver.Complete(job.id()).ok());
+  ExportJobEvent last;
+  watch.DrainRevisions(&last);
+
+  EXPECT_LT(seen.size(), static_cast<size_t>(kReports));
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
   EXPECT_EQ(last.job().status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
   EXPECT_TRUE(watch.Finish().ok());
 }

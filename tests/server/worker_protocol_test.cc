@@ -366,10 +366,13 @@ TEST_F(WorkerProtocolTest, CompleteNeedsTheManifestToMatchTheUploadedParts) {
   EXPECT_EQ(done.file_parts(), 2);
   EXPECT_EQ(done.file_size_bytes(), 150);
   EXPECT_EQ(FromProtoTime(done.completed_at()), clock_.Now());
-  EXPECT_EQ(FromProtoTime(done.expires_at()), clock_.Now() + absl::Hours(24 * 7));
+  // Seven days on, rounded up to whole seconds (what download URLs carry).
+  const absl::Time expires = FromProtoTime(done.expires_at());
+  EXPECT_GE(expires, clock_.Now() + absl::Hours(24 * 7));
+  EXPECT_LT(expires, clock_.Now() + absl::Hours(24 * 7) + absl::Seconds(1));
+  EXPECT_EQ(expires, absl::FromUnixSeconds(absl::ToUnixSeconds(expires)));
   EXPECT_EQ(done.download_url(),
-            absl::StrCat("http://downloads/", job.id(),
-                         "?expires=", absl::ToUnixSeconds(clock_.Now() + absl::Hours(24 * 7))));
+            absl::StrCat("http://downloads/", job.id(), "?expires=", absl::ToUnixSeconds(expires)));
   EXPECT_EQ(done.parts_size(), 2);
   EXPECT_EQ(Stored(job.id()).job().DebugString(), done.DebugString());
   EXPECT_THAT(Progress(job.id(), token), StatusIs(absl::StatusCode::kAborted));
