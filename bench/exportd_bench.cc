@@ -1,17 +1,23 @@
 // exportd-bench: measures a running export-server from the outside, over gRPC.
 //
 // By default it starts the export-server binary on a fresh temporary data directory and port 0,
-// and stops it (SIGTERM) and removes the directory when done; --server=HOST:PORT measures a
-// server that is already running instead. It prints one JSON line per measurement to stdout,
-// and after the --runs of a measurement a summary line with the median, min and max:
+// and stops it (SIGTERM) and removes the directory when done: one server for create and
+// watch_fanout, and a second fresh one for the worker-side measurements (cycle, upload, export),
+// whose claims need a queue without the create measurement's backlog. --server=HOST:PORT
+// measures a server that is already running instead. It prints one JSON line per run of a
+// measurement to stdout, and after the --runs of a measurement a summary line with the median,
+// min and max. --measurements selects them (default all, in this order):
 //
 //   create        creates with exactly C calls in flight (the callback API, one process), for
 //                 each C in --create_concurrency: throughput and latency.
-//   watch_fanout  W WatchExportJobs watchers, then creates at --update_rate per second; the
-//                 latency from sending a create to each watcher receiving its event.
+//   watch         (lines "watch_fanout") W WatchExportJobs watchers, then creates at
+//                 --update_rate per second; the latency from sending a create to each watcher
+//                 receiving its event.
+//   cycle, upload, export   see bench/worker_measurements.h: job cycles with empty jobs, part
+//                 upload MB/s beside a plain write and dd, export throughput beside sqlite3.
 //
 // Progress and errors go to stderr. Every call has a deadline (--deadline_ms for unary calls;
-// watch streams get one that covers the whole measurement).
+// streams get one that covers the whole measurement).
 
 #include <grpcpp/grpcpp.h>
 
@@ -36,6 +42,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_common.h"
+#include "bench/worker_measurements.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "tests/support/server_process.h"
 
@@ -57,10 +65,15 @@ ABSL_FLAG(int, watchers_per_channel, 50,
           "Watch streams per channel (a connection allows ~100 concurrent streams by default)");
 ABSL_FLAG(double, update_rate, 10, "Creates per second during the fan-out measurement");
 ABSL_FLAG(double, watch_seconds, 10, "Seconds of creates in the fan-out measurement");
+ABSL_FLAG(std::string, measurements, "all",
+          "Comma-separated measurements to run: create, watch, cycle, upload, export, or all");
+ABSL_FLAG(std::string, scratch_dir, "",
+          "With --server: a directory on the file system of the server's data directory for the "
+          "reference files and the demo database; empty for a fresh temporary one");
 ABSL_FLAG(int, runs, 1, "Runs of each measurement");
 ABSL_FLAG(int, deadline_ms, 10000, "Deadline of every unary call, in milliseconds");
 
-namespace exportd {
+namespace exportd::bench {
 namespace {
 
 using exportjobs::v1::CreateExportJobRequest;
@@ -69,65 +82,23 @@ using exportjobs::v1::ExportJob;
 using exportjobs::v1::ExportJobEvent;
 using exportjobs::v1::ExportService;
 using exportjobs::v1::WatchExportJobsRequest;
-using SteadyClock = std::chrono::steady_clock;
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
-      .count();
-}
-
-std::chrono::system_clock::time_point DeadlineAfter(absl::Duration timeout) {
-  return absl::ToChronoTime(absl::Now() + timeout);
-}
-
-std::string StatusText(const grpc::Status& status) {
-  return absl::StrCat("code ", status.error_code(), ": ", status.error_message());
-}
-
-// A channel with a connection of its own: channels with different args never share one.
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& address, int index) {
-  grpc::ChannelArguments args;
-  args.SetInt("exportd.channel", index);
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
 
 // A small varied create request (all six entity types).
 CreateExportJobRequest MakeRequest(int n, const std::string& request_id) {
   CreateExportJobRequest request;
   request.set_entity_type(static_cast<EntityType>(1 + n % 6));
-  // Fields every entity has; the others get their default fields.
+  // Catalog fields: every entity has `id`; all but accounts and campaigns have `account_id`.
+  // Campaigns get their default fields.
+  const EntityType type = request.entity_type();
   request.add_fields("id");
-  if (n % 2 == 0) request.add_fields("account_id");
-  if (request.entity_type() == exportjobs::v1::ENTITY_TYPE_CAMPAIGNS) request.clear_fields();
+  if (n % 2 == 0 && type != exportjobs::v1::ENTITY_TYPE_ACCOUNTS) request.add_fields("account_id");
+  if (type == exportjobs::v1::ENTITY_TYPE_CAMPAIGNS) request.clear_fields();
   if (n % 3 == 0) {
     (*request.mutable_filters()->mutable_fields())["id"].set_number_value(n);
   }
   request.set_request_id(request_id);
   return request;
 }
-
-// Latency summary in microseconds, nearest-rank percentiles.
-struct Latency {
-  double p50_us = 0;
-  double p99_us = 0;
-  double max_us = 0;
-
-  static Latency Of(std::vector<int64_t> nanos) {
-    Latency latency;
-    if (nanos.empty()) return latency;
-    std::sort(nanos.begin(), nanos.end());
-    auto at = [&](double q) {
-      size_t rank = static_cast<size_t>(q * static_cast<double>(nanos.size()) + 0.999999);
-      rank = std::clamp<size_t>(rank, 1, nanos.size());
-      return static_cast<double>(nanos[rank - 1]) / 1000.0;
-    };
-    latency.p50_us = at(0.50);
-    latency.p99_us = at(0.99);
-    latency.max_us = static_cast<double>(nanos.back()) / 1000.0;
-    return latency;
-  }
-};
 
 // ---------------------------------------------------------------------------------------------
 // create: C calls always in flight.
@@ -458,41 +429,10 @@ FanoutResult RunFanout(const std::string& address, int run, int watchers, int pe
 // ---------------------------------------------------------------------------------------------
 // Runs and summaries.
 
-struct Spread {
-  double median = 0, min = 0, max = 0;
+// Each Run* returns 0 when every run succeeded, 1 when some failed, 2 for unusable flags.
 
-  static Spread Of(std::vector<double> values) {
-    Spread spread;
-    if (values.empty()) return spread;
-    std::sort(values.begin(), values.end());
-    const size_t n = values.size();
-    spread.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-    spread.min = values.front();
-    spread.max = values.back();
-    return spread;
-  }
-
-  std::string Json() const {
-    return absl::StrFormat(R"({"median":%.1f,"min":%.1f,"max":%.1f})", median, min, max);
-  }
-};
-
-template <typename Result, typename F>
-Spread SpreadOf(const std::vector<Result>& results, F value) {
-  std::vector<double> values;
-  for (const Result& result : results) values.push_back(value(result));
-  return Spread::Of(std::move(values));
-}
-
-void PrintLine(const std::string& line) {
-  std::cout << line << std::endl;  // Flushed: one complete line per measurement.
-}
-
-int RunBenchmarks(const std::string& address) {
-  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
-  const absl::Duration deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+int RunCreate(const std::string& address, int runs, absl::Duration deadline) {
   int failures = 0;
-
   std::vector<int> concurrencies;
   for (absl::string_view part :
        absl::StrSplit(absl::GetFlag(FLAGS_create_concurrency), ',', absl::SkipWhitespace())) {
@@ -532,6 +472,11 @@ int RunBenchmarks(const std::string& address) {
         SpreadOf(results, [](const CreateResult& r) { return r.latency.max_us; }).Json(), "}"));
   }
 
+  return failures == 0 ? 0 : 1;
+}
+
+int RunWatch(const std::string& address, int runs, absl::Duration deadline) {
+  int failures = 0;
   const int watchers = absl::GetFlag(FLAGS_watchers);
   if (watchers > 0) {
     const double rate = absl::GetFlag(FLAGS_update_rate);
@@ -574,25 +519,76 @@ int RunBenchmarks(const std::string& address) {
   return failures == 0 ? 0 : 1;
 }
 
-}  // namespace
-}  // namespace exportd
+// The measurements --measurements selects.
+struct Selection {
+  bool create = false, watch = false, cycle = false, upload = false, export_ = false;
+  bool all = false;
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Measures export-server: create throughput and latency, watch fan-out latency.\n"
-      "Prints one JSON line per measurement to stdout.");
-  absl::ParseCommandLine(argc, argv);
+  bool AnyServerSide() const { return create || watch; }
+  bool AnyWorkerSide() const { return cycle || upload || export_; }
+};
 
-  std::string address = absl::GetFlag(FLAGS_server);
-  if (!address.empty()) return exportd::RunBenchmarks(address);
+bool ParseSelection(const std::string& flag, Selection* selection) {
+  for (absl::string_view name : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
+    if (name == "all") {
+      *selection = Selection{true, true, true, true, true, true};
+    } else if (name == "create") {
+      selection->create = true;
+    } else if (name == "watch" || name == "watch_fanout") {
+      selection->watch = true;
+    } else if (name == "cycle") {
+      selection->cycle = true;
+    } else if (name == "upload") {
+      selection->upload = true;
+    } else if (name == "export") {
+      selection->export_ = true;
+    } else {
+      std::cerr << "--measurements: unknown measurement \"" << name
+                << "\" (create, watch, cycle, upload, export, all)\n";
+      return false;
+    }
+  }
+  return selection->AnyServerSide() || selection->AnyWorkerSide();
+}
 
-  absl::StatusOr<exportd::test_support::TempDir> dir =
-      exportd::test_support::TempDir::Create("exportd-bench-");
+// Combines exit codes: 2 (could not run) over 1 (some runs failed) over 0.
+int Worse(int a, int b) { return std::max(a, b); }
+
+int RunServerSide(const std::string& address, const Selection& selection) {
+  const int runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  const absl::Duration deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  int code = 0;
+  if (selection.create) code = Worse(code, RunCreate(address, runs, deadline));
+  if (selection.watch && absl::GetFlag(FLAGS_watchers) > 0) {
+    code = Worse(code, RunWatch(address, runs, deadline));
+  }
+  return code;
+}
+
+int RunWorkerSide(const std::string& address, const std::string& scratch_dir,
+                  const Selection& selection) {
+  WorkerBenchContext context;
+  context.address = address;
+  context.scratch_dir = scratch_dir;
+  context.runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  context.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  context.explicitly_selected = !selection.all;
+  int code = 0;
+  if (selection.cycle) code = Worse(code, RunCycleBench(context));
+  if (selection.upload) code = Worse(code, RunUploadBench(context));
+  if (selection.export_) code = Worse(code, RunExportBench(context));
+  return code;
+}
+
+// Starts a server on a fresh data directory, runs `measure` against it, and stops it.
+template <typename Measure>
+int WithFreshServer(Measure measure) {
+  absl::StatusOr<test_support::TempDir> dir = test_support::TempDir::Create("exportd-bench-");
   if (!dir.ok()) {
     std::cerr << "temporary directory: " << dir.status() << "\n";
     return 2;
   }
-  exportd::test_support::ServerProcess::Options options;
+  test_support::ServerProcess::Options options;
   options.binary = absl::GetFlag(FLAGS_server_binary);
   options.data_dir = dir->path() + "/data";
   options.echo_stderr = absl::GetFlag(FLAGS_server_log);
@@ -600,8 +596,8 @@ int main(int argc, char** argv) {
     std::cerr << "no export-server: pass --server=HOST:PORT or --server_binary=PATH\n";
     return 2;
   }
-  absl::StatusOr<std::unique_ptr<exportd::test_support::ServerProcess>> server =
-      exportd::test_support::ServerProcess::Start(options);
+  absl::StatusOr<std::unique_ptr<test_support::ServerProcess>> server =
+      test_support::ServerProcess::Start(options);
   if (!server.ok()) {
     std::cerr << "starting " << options.binary << ": " << server.status() << "\n";
     return 2;
@@ -609,17 +605,70 @@ int main(int argc, char** argv) {
   std::cerr << "started " << options.binary << " at " << (*server)->address() << " on "
             << options.data_dir << "\n";
 
-  int exit_code = exportd::RunBenchmarks((*server)->address());
+  int exit_code = measure((*server)->address(), dir->path());
 
-  absl::StatusOr<exportd::test_support::ExitStatus> exit = (*server)->Terminate(absl::Seconds(60));
+  absl::StatusOr<test_support::ExitStatus> exit = (*server)->Terminate(absl::Seconds(60));
   if (!exit.ok()) {
     std::cerr << "stopping the server: " << exit.status() << "\n";
-    return 1;
+    return Worse(exit_code, 1);
   }
   if (!exit->success()) {
     std::cerr << "the server ended with " << exit->ToString() << "; stderr:\n"
               << (*server)->StderrTail() << "\n";
-    return 1;
+    return Worse(exit_code, 1);
   }
   return exit_code;
+}
+
+int Main() {
+  Selection selection;
+  if (!ParseSelection(absl::GetFlag(FLAGS_measurements), &selection)) {
+    std::cerr << "--measurements: nothing selected\n";
+    return 2;
+  }
+
+  const std::string address = absl::GetFlag(FLAGS_server);
+  if (!address.empty()) {
+    int code = RunServerSide(address, selection);
+    if (!selection.AnyWorkerSide()) return code;
+    std::optional<test_support::TempDir> scratch;
+    std::string scratch_dir = absl::GetFlag(FLAGS_scratch_dir);
+    if (scratch_dir.empty()) {
+      absl::StatusOr<test_support::TempDir> dir =
+          test_support::TempDir::Create("exportd-bench-scratch-");
+      if (!dir.ok()) {
+        std::cerr << "temporary directory: " << dir.status() << "\n";
+        return 2;
+      }
+      scratch = *std::move(dir);
+      scratch_dir = scratch->path();
+    }
+    return Worse(code, RunWorkerSide(address, scratch_dir, selection));
+  }
+
+  int code = 0;
+  if (selection.AnyServerSide()) {
+    code = Worse(code, WithFreshServer([&](const std::string& server, const std::string&) {
+                   return RunServerSide(server, selection);
+                 }));
+  }
+  if (selection.AnyWorkerSide()) {
+    code = Worse(code, WithFreshServer([&](const std::string& server, const std::string& dir) {
+                   return RunWorkerSide(server, dir, selection);
+                 }));
+  }
+  return code;
+}
+
+}  // namespace
+}  // namespace exportd::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Measures export-server: create throughput and latency, watch fan-out latency, job cycle "
+      "throughput, part upload MB/s and export throughput, each beside a reference measured in "
+      "the same run.\n"
+      "Prints one JSON line per run of a measurement, and a summary line, to stdout.");
+  absl::ParseCommandLine(argc, argv);
+  return exportd::bench::Main();
 }
