@@ -152,8 +152,8 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   JobManager::Options job_options = options.jobs;
   job_options.after_group = [hub] { hub->Flush(); };
   const DownloadSigner* signer = impl->signer.get();
-  job_options.download_url = [signer](const std::string& id, absl::Time expires) {
-    return signer->Url(id, 0, expires);
+  job_options.download_url = [signer](const std::string& id, int32_t part, absl::Time expires) {
+    return signer->Url(id, part, expires);
   };
   job_options.discard_parts = [blobs, io](const std::string& id, int64_t epoch) {
     io->Submit([blobs, id, epoch] {

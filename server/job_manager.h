@@ -72,8 +72,10 @@ class JobManager {
     absl::Duration max_retry_backoff = absl::Minutes(5);
     // How long a completed job's file stays downloadable.
     absl::Duration retention = absl::Hours(24 * 7);
-    // The download URL of a completed job, valid until `expires`. Must not block.
-    std::function<std::string(const std::string& id, absl::Time expires)> download_url;
+    // The download URL of a completed job's file (part 0) or of one part, valid until
+    // `expires`. Must not block.
+    std::function<std::string(const std::string& id, int32_t part, absl::Time expires)>
+        download_url;
     // Called on the committer thread after each group of requests (after its changes were
     // handed to the listener). Must not block.
     std::function<void()> after_group;

@@ -382,8 +382,13 @@ void JobManager::Complete(exportjobs::v1::CompleteExportJobRequest request, JobC
         absl::Time expires = absl::FromUnixSeconds(absl::ToUnixSeconds(expires_exact));
         if (expires < expires_exact) expires += absl::Seconds(1);
         *job.mutable_expires_at() = ToProtoTime(expires);
-        if (options_.download_url) job.set_download_url(options_.download_url(job.id(), expires));
         *job.mutable_parts() = request.parts();
+        if (options_.download_url) {
+          job.set_download_url(options_.download_url(job.id(), 0, expires));
+          for (ExportPart& part : *job.mutable_parts()) {
+            part.set_download_url(options_.download_url(job.id(), part.part_number(), expires));
+          }
+        }
         exportjobs::v1::ExportProgress& progress = *job.mutable_progress();
         progress.set_records_processed(request.record_count());
         progress.set_bytes_written(size);

@@ -68,8 +68,9 @@ class WorkerProtocolTest : public ::testing::Test {
     options.lease_duration = absl::Seconds(30);
     options.max_attempts = 3;
     options.retry_backoff = absl::Seconds(1);
-    options.download_url = [](const std::string& id, absl::Time expires) {
-      return absl::StrCat("http://downloads/", id, "?expires=", absl::ToUnixSeconds(expires));
+    options.download_url = [](const std::string& id, int32_t part, absl::Time expires) {
+      return absl::StrCat("http://downloads/", id, part == 0 ? "" : absl::StrCat("/", part),
+                          "?expires=", absl::ToUnixSeconds(expires));
     };
     options.discard_parts = [this](const std::string& id, int64_t epoch) {
       absl::MutexLock lock(&mu_);
@@ -374,6 +375,9 @@ TEST_F(WorkerProtocolTest, CompleteNeedsTheManifestToMatchTheUploadedParts) {
   EXPECT_EQ(done.download_url(),
             absl::StrCat("http://downloads/", job.id(), "?expires=", absl::ToUnixSeconds(expires)));
   EXPECT_EQ(done.parts_size(), 2);
+  EXPECT_EQ(
+      done.parts(1).download_url(),
+      absl::StrCat("http://downloads/", job.id(), "/2?expires=", absl::ToUnixSeconds(expires)));
   EXPECT_EQ(Stored(job.id()).job().DebugString(), done.DebugString());
   EXPECT_THAT(Progress(job.id(), token), StatusIs(absl::StatusCode::kAborted));
 }

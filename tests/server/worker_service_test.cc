@@ -160,6 +160,11 @@ TEST_F(WorkerServiceTest, ACompletedJobDownloadsFromItsSignedUrl) {
   EXPECT_EQ(file->body, "name,domain\r\nAcme,acme.com\r\nInitech,initech.com\r\n");
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 403);
+  ASSERT_EQ(completed.parts_size(), 2);
+  auto part2 = client.Get(completed.parts(1).download_url().substr(base.size()));
+  ASSERT_TRUE(part2);
+  EXPECT_EQ(part2->status, 200);
+  EXPECT_EQ(part2->body, "Initech,initech.com\r\n");
 }
 
 // Reads a whole DownloadExport stream.
