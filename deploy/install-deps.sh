@@ -9,6 +9,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev zlib1g-dev libsqlite3-dev sqlite3 curl procps libcpp-httplib-dev
+  nlohmann-json3-dev libspdlog-dev
+  python3 python3-grpcio python3-protobuf python3-yaml
 )
 
 missing=()
@@ -18,14 +20,28 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+# Node.js and npm run the Node.js client test, buf and the JSON Schema checks. A machine that
+# already has them (from Debian or elsewhere) keeps its own; otherwise Debian's are installed.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
 fi
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+else
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The npm packages of tests/node, exactly as its lock file pins them; skipped when installed.
+node_dir="$(cd "$(dirname "$0")/../tests/node" && pwd)"
+if [ ! -f "$node_dir/node_modules/.package-lock.json" ] ||
+   ! cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.lock-installed"; then
+  echo "install-deps: npm ci in tests/node"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error &&
+   cp package-lock.json node_modules/.lock-installed)
+fi
