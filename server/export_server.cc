@@ -1,9 +1,11 @@
 #include "server/export_server.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -27,6 +29,33 @@ namespace exportd {
 namespace {
 
 constexpr char kServiceName[] = "exportjobs.v1.ExportService";
+// The longest an HTTP request of the JSON view waits for its read.
+constexpr absl::Duration kViewTimeout = absl::Seconds(10);
+
+// Starts an asynchronous call with a callback and waits for its result, at most `timeout`.
+// For the HTTP port's threads, which may block; never on gRPC threads.
+template <typename T, typename Start>
+absl::StatusOr<T> AwaitResult(Start start, absl::Duration timeout) {
+  struct State {
+    absl::Mutex mu;
+    std::optional<absl::StatusOr<T>> result ABSL_GUARDED_BY(mu);
+  };
+  // Shared: a result that comes after the timeout still has somewhere to go.
+  auto state = std::make_shared<State>();
+  start([state](absl::StatusOr<T> result) {
+    absl::MutexLock lock(&state->mu);
+    state->result = std::move(result);
+  });
+  absl::MutexLock lock(&state->mu);
+  const auto has_result = [&state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
+    return state->result.has_value();
+  };
+  if (!state->mu.AwaitWithTimeout(absl::Condition(&has_result), timeout)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the job store did not answer within ", absl::FormatDuration(timeout)));
+  }
+  return *std::move(state->result);
+}
 
 absl::Status PrepareDataDir(const std::string& dir) {
   if (dir.empty()) return absl::InvalidArgumentError("data_dir: must be set");
@@ -58,6 +87,8 @@ class ExportServer::Impl {
   std::unique_ptr<ProgressHub> hub_owner;
   ProgressHub& hub() { return *hub_owner; }
   std::unique_ptr<JobManager> jobs;
+  // `jobs` once it runs, for the HTTP port's threads (which start before it); null before.
+  std::atomic<JobManager*> serving_jobs{nullptr};
   std::unique_ptr<ExportServiceImpl> service;
   std::unique_ptr<WorkerServiceImpl> workers;
   std::unique_ptr<grpc::Server> server;
@@ -93,6 +124,7 @@ class ExportServer::Impl {
       server->Shutdown(std::chrono::system_clock::now());
     }
     if (http) http->Stop();
+    serving_jobs.store(nullptr);
     if (ticker.joinable()) {
       stop_ticker.Notify();
       ticker.join();
@@ -137,6 +169,24 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   http_options.signer = impl->verifier.get();
   http_options.clock = options.clock;
   http_options.threads = options.http_threads;
+  // The JSON view: the checks and reads of GetExportJob and ListExportJobs, in the default
+  // tenant (as every gRPC caller until authentication assigns tenants).
+  Impl* served = impl.get();
+  http_options.get_job = [served](const std::string& id) -> absl::StatusOr<ExportJob> {
+    EXPORTD_RETURN_IF_ERROR(ValidateJobId(id));
+    JobManager* jobs = served->serving_jobs.load();
+    if (jobs == nullptr) return absl::UnavailableError("the server is starting");
+    return AwaitResult<ExportJob>(
+        [&](JobManager::JobCallback done) { jobs->Get(id, "", std::move(done)); }, kViewTimeout);
+  };
+  http_options.list_jobs = [served](const exportjobs::v1::ListExportJobsRequest& request)
+      -> absl::StatusOr<exportjobs::v1::ListExportJobsResponse> {
+    JobManager* jobs = served->serving_jobs.load();
+    if (jobs == nullptr) return absl::UnavailableError("the server is starting");
+    return AwaitResult<exportjobs::v1::ListExportJobsResponse>(
+        [&](JobManager::ListCallback done) { jobs->List(request, "", std::move(done)); },
+        kViewTimeout);
+  };
   EXPORTD_ASSIGN_OR_RETURN(impl->http, HttpServer::Start(http_options));
   EXPORTD_ASSIGN_OR_RETURN(
       impl->signer, DownloadSigner::Create(key, options.public_url.empty()
@@ -167,6 +217,7 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
       impl->jobs,
       JobManager::Start(impl->store.get(), options.clock, impl->readers.get(), job_options,
                         [hub](const JobChange& change) { hub->Publish(change); }));
+  impl->serving_jobs.store(impl->jobs.get());
   impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
                                                       blobs, impl->readers.get(), io, options.clock,
                                                       options.create_limits, options.watch_limits);

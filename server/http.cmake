@@ -19,6 +19,8 @@ add_library(exportd_http STATIC
   http_range.h
   http_server.cc
   http_server.h
+  job_view.cc
+  job_view.h
 )
 target_include_directories(exportd_http PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_options(exportd_http PRIVATE ${EXPORTD_WARNINGS})

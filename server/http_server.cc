@@ -20,8 +20,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/str_cat.h"
 #include "server/export_file.h"
 #include "server/http_range.h"
+#include "server/job_view.h"
 
 namespace exportd {
 namespace {
@@ -263,20 +265,113 @@ void ServeDownload(const HttpServer::Options& options, const DownloadTarget& tar
                            });
 }
 
+// What a path names.
+enum class RouteKind { kNone, kHealthz, kJobList, kJob, kDownload };
+
+bool IsJsonView(RouteKind kind) { return kind == RouteKind::kJobList || kind == RouteKind::kJob; }
+
+RouteKind Classify(const HttpServer::Options& options, std::string_view path) {
+  if (path == "/healthz") return RouteKind::kHealthz;
+  const bool json_view = options.get_job && options.list_jobs;
+  if (json_view && path == kJobsPrefix.substr(0, kJobsPrefix.size() - 1)) {
+    return RouteKind::kJobList;
+  }
+  if (path.substr(0, kJobsPrefix.size()) == kJobsPrefix) {
+    const std::string_view rest = path.substr(kJobsPrefix.size());
+    if (json_view && !rest.empty() && rest.find('/') == std::string_view::npos) {
+      return RouteKind::kJob;
+    }
+  }
+  if (ParseDownloadPath(path).has_value()) return RouteKind::kDownload;
+  return RouteKind::kNone;
+}
+
+void SetJson(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_header("Cache-Control", "no-store");
+  res.set_content(body, "application/json");
+}
+
+// Answers a JSON view request with `result`, or with the error it holds.
+template <typename T, typename Render>
+void AnswerJson(const httplib::Request& req, httplib::Response& res,
+                const absl::StatusOr<T>& result, Render render) {
+  if (result.ok()) return SetJson(res, 200, render(*result));
+  if (HttpStatusForCode(result.status().code()) >= 500) {
+    // The body leaves the details out; the operator needs them.
+    std::fprintf(stderr, "export-server: http: GET %s: %s\n", req.path.c_str(),
+                 result.status().ToString().c_str());
+  }
+  SetJson(res, HttpStatusForCode(result.status().code()), ErrorJson(result.status()));
+}
+
+void ServeJobList(const HttpServer::Options& options, const httplib::Request& req,
+                  httplib::Response& res) {
+  absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page = [&]() {
+    absl::StatusOr<exportjobs::v1::ListExportJobsRequest> request = ParseListParams(req.params);
+    if (!request.ok())
+      return absl::StatusOr<exportjobs::v1::ListExportJobsResponse>(request.status());
+    return options.list_jobs(*request);
+  }();
+  AnswerJson(req, res, page, ListJobsJson);
+}
+
+void ServeJob(const HttpServer::Options& options, const httplib::Request& req,
+              httplib::Response& res) {
+  absl::StatusOr<ExportJob> job = [&]() -> absl::StatusOr<ExportJob> {
+    if (absl::Status none = CheckNoParams(req.params); !none.ok()) return none;
+    return options.get_job(req.path.substr(kJobsPrefix.size()));
+  }();
+  AnswerJson(req, res, job, JobJsonText);
+}
+
 // Serves the request when its path is one of this server's; false otherwise.
 bool Route(const HttpServer::Options& options, const httplib::Request& req,
            httplib::Response& res) {
   SetHttplibRanges(req, std::nullopt);
-  if (req.path == "/healthz") {
-    res.status = 200;
-    res.set_header("Cache-Control", "no-store");
-    res.set_content("ok", "text/plain; charset=utf-8");
-    return true;
+  switch (Classify(options, req.path)) {
+    case RouteKind::kHealthz:
+      res.status = 200;
+      res.set_header("Cache-Control", "no-store");
+      res.set_content("ok", "text/plain; charset=utf-8");
+      return true;
+    case RouteKind::kJobList:
+      ServeJobList(options, req, res);
+      return true;
+    case RouteKind::kJob:
+      ServeJob(options, req, res);
+      return true;
+    case RouteKind::kDownload:
+      ServeDownload(options, *ParseDownloadPath(req.path), req, res);
+      return true;
+    case RouteKind::kNone:
+      break;
   }
-  std::optional<DownloadTarget> target = ParseDownloadPath(req.path);
-  if (!target.has_value()) return false;
-  ServeDownload(options, *target, req, res);
-  return true;
+  return false;
+}
+
+// Every path of this server is read-only: other methods are answered 405 with Allow (404 for
+// paths it does not serve), before httplib reads any request body.
+httplib::Server::HandlerResponse RefuseMethod(const HttpServer::Options& options,
+                                              const httplib::Request& req, httplib::Response& res) {
+  if (req.method == "GET" || req.method == "HEAD") {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  // The body is not read: the connection cannot carry another request.
+  res.set_header("Connection", "close");
+  const RouteKind kind = Classify(options, req.path);
+  if (kind == RouteKind::kNone) {
+    SetError(res, 404, "not found", "no such resource");
+    return httplib::Server::HandlerResponse::Handled;
+  }
+  res.set_header("Allow", "GET, HEAD");
+  const std::string message = Cat(req.method, " is not allowed here; use GET or HEAD");
+  if (IsJsonView(kind)) {
+    SetJson(res, 405, ErrorJson(405, "METHOD_NOT_ALLOWED", message));
+  } else {
+    SetError(res, 405, "method not allowed", message);
+  }
+  return httplib::Server::HandlerResponse::Handled;
 }
 
 // "HOST:PORT" -> the host as written, the host to bind (IPv6 without brackets), the port.
@@ -360,6 +455,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& opt
   };
   server.Get("/healthz", handler);
   server.Get(R"(/v1/export-jobs/[^/]+/(file|parts/[^/]+))", handler);
+  server.Get("/v1/export-jobs", handler);
+  server.Get(R"(/v1/export-jobs/[^/]+)", handler);
+  server.set_pre_routing_handler([served](const httplib::Request& req, httplib::Response& res) {
+    return RefuseMethod(*served, req, res);
+  });
   server.set_error_handler(httplib::Server::HandlerWithResponse(
       [served](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;

@@ -1,9 +1,26 @@
 // HttpServer: the export-server's HTTP port. Serves the signed download URLs that
-// DownloadSigner makes, and a health check:
+// DownloadSigner makes, a read-only JSON view of the jobs, and a health check:
 //
 //   GET|HEAD /v1/export-jobs/<id>/file?expires=<s>&sig=<hex>       the whole file
 //   GET|HEAD /v1/export-jobs/<id>/parts/<n>?expires=<s>&sig=<hex>   part n (from 1)
-//   GET|HEAD /healthz                                                 200 "ok"
+//   GET|HEAD /v1/export-jobs?status=&entity_type=&page_size=&page_token=
+//                                                                  jobs, newest first (JSON)
+//   GET|HEAD /v1/export-jobs/<id>                                  one job (JSON)
+//   GET|HEAD /healthz                                               200 "ok"
+//
+// Every path is read-only: any other method is answered 405 with "Allow: GET, HEAD" (404 for a
+// path the server does not serve).
+//
+// The JSON view answers with the ExportJob JSON form of common/job_json.h:
+// {"export_jobs": [...], "next_page_token": "..."} (no token on the last page) for the list, the
+// job itself for one job. status and entity_type take the schema's lowercase names ("pending",
+// "buying_groups"). It reads through Options::get_job and list_jobs, which the export-server
+// points at the same checks and JobManager reads as GetExportJob and ListExportJobs: the same
+// page sizes (50 by default, at most 1000), page tokens and errors. Errors are a JSON object
+// {"error": {"code": <HTTP status>, "status": "NOT_FOUND", "message": "..."}} (see
+// server/job_view.h): 400 for a bad parameter (the message names it), 404 for an unknown job,
+// 503 while the jobs cannot be read (the server is starting or stopping), 504 when the read
+// took too long.
 //
 // A download is checked in this order, and the first failure answers:
 //   404 a part number that is not a positive integer (no URL is signed for one);
@@ -18,17 +35,18 @@
 // range (Range; If-Range with another ETag makes it 200), or 416 for an unsatisfiable range
 // (see server/http_range.h, which also says when a Range header is ignored). Successful
 // responses carry Content-Length, Content-Type, Content-Disposition (attachment; filename),
-// ETag, Accept-Ranges: bytes and Cache-Control: private. Error bodies are one line of plain
-// text naming the reason.
+// ETag, Accept-Ranges: bytes and Cache-Control: private. Error bodies of downloads are one line
+// of plain text naming the reason.
 //
 // The body is streamed from the part files in chunks (pread), never read whole into memory.
 // Requests run on the server's own thread pool (Options::threads), never on gRPC threads;
-// the store and the part files are read there.
+// the store and the part files are read there, and the JSON view waits there for its reads.
 //
 // Thread safety: port(), address() and Stop() may be called from any thread; Stop() is
 // idempotent and also runs on destruction.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,6 +55,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "exportjobs/v1/export_service.pb.h"
 #include "server/download_signer.h"
 #include "storage/blob_store.h"
 #include "storage/job_store.h"
@@ -59,6 +78,13 @@ class HttpServer {
     const Clock* clock = Clock::Real();
     // Requests served at once (each a thread).
     int threads = 8;
+    // The JSON view's reads: one job (NOT_FOUND when there is none) and one page of the list.
+    // Called on the server's threads, where they may block. Unset: the JSON view paths are not
+    // served (404).
+    std::function<absl::StatusOr<ExportJob>(const std::string& id)> get_job;
+    std::function<absl::StatusOr<exportjobs::v1::ListExportJobsResponse>(
+        const exportjobs::v1::ListExportJobsRequest& request)>
+        list_jobs;
   };
 
   // Binds options.address and starts serving on threads of its own.
