@@ -6,15 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
 
-#include "absl/strings/str_cat.h"
 #include "common/catalog.h"
 #include "common/filters.h"
 #include "common/proto_time.h"
+#include "common/str_cat.h"
 #include "worker/part_writer.h"
 #include "worker/sqlite_source.h"
 
@@ -31,33 +30,42 @@ using exportjobs::v1::Lease;
 using exportjobs::v1::ReleaseExportJobRequest;
 using exportjobs::v1::ReportProgressRequest;
 using exportjobs::v1::ReportProgressResponse;
-using exportjobs::v1::UploadExportPartRequest;
-using exportjobs::v1::UploadExportPartResponse;
 
-// Data messages of an upload carry at most this many bytes (the protocol's limit).
-constexpr size_t kChunkBytes = size_t{1} << 20;
+// Part files are read (and uploaded) in chunks of this many bytes (the protocol's limit).
+constexpr size_t kChunkBytes = client::WorkerClient::kMaxChunkBytes;
 // The server refuses longer error messages.
 constexpr size_t kMaxErrorMessage = 4096;
 
-// absl::StrCat takes absl::string_view, which is not std::string_view in Debian's Abseil.
-absl::string_view Piece(std::string_view text) { return {text.data(), text.size()}; }
-
-// The gRPC status as an absl::Status (the codes are the same numbers), its message prefixed with
-// what was being done.
-absl::Status FromGrpc(const std::string& what, const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
-
 // Codes after which the same call may succeed when tried again.
-bool IsTransient(absl::StatusCode code) {
-  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
-         code == absl::StatusCode::kResourceExhausted;
+const std::vector<absl::StatusCode>& TransientCodes() {
+  static const auto* const codes = new std::vector<absl::StatusCode>{
+      absl::StatusCode::kUnavailable, absl::StatusCode::kDeadlineExceeded,
+      absl::StatusCode::kResourceExhausted};
+  return *codes;
 }
 
-std::chrono::system_clock::time_point DeadlineIn(absl::Duration duration) {
-  return absl::ToChronoTime(absl::Now() + duration);
+bool IsTransient(absl::StatusCode code) {
+  return std::find(TransientCodes().begin(), TransientCodes().end(), code) !=
+         TransientCodes().end();
+}
+
+// The calls' deadlines and retries, from the runner's options: each try has its own deadline,
+// and the transient codes are retried.
+client::CallOptions ClientOptions(const ExportRunner::Options& options) {
+  client::CallOptions call;
+  call.timeout = options.rpc_timeout;
+  call.timeout_per_try = true;
+  call.retry.max_attempts = options.max_call_attempts;
+  call.retry.initial_backoff = options.initial_backoff;
+  call.retry.max_backoff = options.max_backoff;
+  call.retry.retryable_codes = TransientCodes();
+  return call;
+}
+
+// A failed call's status, its message prefixed with what was being done.
+absl::Status Annotated(std::string_view what, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), Cat(what, ": ", status.message()));
 }
 
 std::string Truncated(std::string message) {
@@ -85,36 +93,6 @@ ssize_t ReadFull(int fd, char* data, size_t size) {
 }
 
 }  // namespace
-
-// --- ScopedCall ----------------------------------------------------------------------------
-
-class ExportRunner::ScopedCall {
- public:
-  // Cancels the context at once when the Stop that would cancel it already began.
-  ScopedCall(ExportRunner* runner, grpc::ClientContext* context, CallKind kind)
-      : runner_(runner), context_(context) {
-    absl::MutexLock lock(&runner_->mu_);
-    runner_->calls_.push_back(ActiveCall{context, kind});
-    if ((kind == CallKind::kClaim && runner_->stopping_) ||
-        (kind == CallKind::kJob && runner_->releasing_)) {
-      context->TryCancel();
-    }
-  }
-
-  ~ScopedCall() {
-    absl::MutexLock lock(&runner_->mu_);
-    auto& calls = runner_->calls_;
-    calls.erase(std::find_if(calls.begin(), calls.end(),
-                             [this](const ActiveCall& call) { return call.context == context_; }));
-  }
-
-  ScopedCall(const ScopedCall&) = delete;
-  ScopedCall& operator=(const ScopedCall&) = delete;
-
- private:
-  ExportRunner* const runner_;
-  grpc::ClientContext* const context_;
-};
 
 // --- JobRun --------------------------------------------------------------------------------
 
@@ -150,17 +128,18 @@ class ExportRunner::JobRun {
     kLocalIo,    // A part file could not be read: fail, retryable.
   };
 
-  // Runs `call` with a fresh context (deadline `timeout`, cancellable as `kind`), retrying
-  // transient errors with backoff. The error names `what`.
-  absl::Status Call(const std::string& what, CallKind kind, absl::Duration timeout,
-                    const std::function<grpc::Status(grpc::ClientContext*)>& call);
+  // What a call may be cancelled by: Stop(kRelease) (progress reports and uploads), or nothing
+  // (the final complete, fail or release).
+  enum class CallKind { kJob, kFinal };
+  // The limits of a call: cancelled as `kind`, no retry past the lease; a final call made while
+  // releasing gets a few tries only, so that Stop returns promptly.
+  client::CallControl Control(CallKind kind) const;
   // Reports progress; false (with stopped_ set) when the export must stop.
   bool Heartbeat();
   // PartWriter's on_part: uploads the part, deletes its file, reports progress.
   absl::Status OnPart(const FinishedPart& part);
-  // One try of an upload; a local read error goes to *local and cancels the call.
-  grpc::Status UploadOnce(grpc::ClientContext* context, const FinishedPart& part,
-                          absl::Status* local);
+  // Uploads the part file; a local I/O error goes to *local (and ends the call).
+  absl::Status Upload(const FinishedPart& part, absl::Status* local);
   // Sets stopped_ from a failed call's status.
   void StopFor(absl::Status status);
   // The final call after stopped_ was set.
@@ -187,8 +166,7 @@ class ExportRunner::JobRun {
 };
 
 void ExportRunner::JobRun::Run() {
-  Log(absl::StrCat("claimed (", Piece(EntityName(job_.entity_type())), ", attempt ", job_.attempt(),
-                   ")"));
+  Log(Cat("claimed (", EntityName(job_.entity_type()), ", attempt ", job_.attempt(), ")"));
   if (runner_->stopping()) {
     // Claimed as Stop began: give it back unstarted.
     stopped_ = Stopped::kRelease;
@@ -197,7 +175,7 @@ void ExportRunner::JobRun::Run() {
 
   const catalog::Entity* entity = catalog::FindEntity(job_.entity_type());
   if (entity == nullptr) {
-    return Fail(absl::StrCat("entity_type: unknown value ", job_.entity_type()), false);
+    return Fail(Cat("entity_type: unknown value ", job_.entity_type()), false);
   }
   absl::StatusOr<filters::Condition> condition = filters::Parse(job_.filters(), *entity);
   if (!condition.ok()) return Fail(std::string(condition.status().message()), false);
@@ -207,8 +185,7 @@ void ExportRunner::JobRun::Run() {
   for (size_t i = 0; i < fields.size(); ++i) {
     const catalog::Field* field = catalog::FindField(*entity, fields[i]);
     if (field == nullptr) {
-      return Fail(absl::StrCat("fields[", i, "]: unknown field \"", fields[i], "\" for ",
-                               Piece(entity->table)),
+      return Fail(Cat("fields[", i, "]: unknown field \"", fields[i], "\" for ", entity->table),
                   false);
     }
     columns.push_back(Column{fields[i], field->type});
@@ -216,11 +193,11 @@ void ExportRunner::JobRun::Run() {
 
   absl::StatusOr<std::unique_ptr<Source>> source = options_.open_source();
   if (!source.ok()) {
-    return Fail(absl::StrCat("cannot open the data source: ", source.status().message()), false);
+    return Fail(Cat("cannot open the data source: ", source.status().message()), false);
   }
   absl::StatusOr<int64_t> count = (*source)->Count(*entity, *condition);
   if (!count.ok()) {
-    return Fail(absl::StrCat("cannot read the data source: ", count.status().message()), false);
+    return Fail(Cat("cannot read the data source: ", count.status().message()), false);
   }
   records_total_estimate_ = *count;
   if (!Heartbeat()) return EndStopped();
@@ -239,7 +216,7 @@ void ExportRunner::JobRun::Run() {
   writer_options.on_part = [this](const FinishedPart& part) { return OnPart(part); };
   absl::StatusOr<std::unique_ptr<PartWriter>> writer = PartWriter::Create(writer_options);
   if (!writer.ok()) {
-    return Fail(absl::StrCat("cannot write the export: ", writer.status().message()), false);
+    return Fail(Cat("cannot write the export: ", writer.status().message()), false);
   }
   writer_ = *std::move(writer);
 
@@ -260,10 +237,10 @@ void ExportRunner::JobRun::Run() {
   source->reset();
   if (stopped_ != Stopped::kNo) return EndStopped();
   if (!write_error.ok()) {
-    return Fail(absl::StrCat("writing the export failed: ", write_error.message()), true);
+    return Fail(Cat("writing the export failed: ", write_error.message()), true);
   }
   if (!scanned.ok()) {
-    return Fail(absl::StrCat("cannot read the data source: ", scanned.message()), false);
+    return Fail(Cat("cannot read the data source: ", scanned.message()), false);
   }
   if (runner_->releasing()) {
     stopped_ = Stopped::kRelease;
@@ -273,39 +250,20 @@ void ExportRunner::JobRun::Run() {
   absl::StatusOr<int32_t> finished = writer_->Finish();
   if (stopped_ != Stopped::kNo) return EndStopped();
   if (!finished.ok()) {
-    return Fail(absl::StrCat("writing the export failed: ", finished.status().message()), true);
+    return Fail(Cat("writing the export failed: ", finished.status().message()), true);
   }
   Complete();
 }
 
-absl::Status ExportRunner::JobRun::Call(
-    const std::string& what, CallKind kind, absl::Duration timeout,
-    const std::function<grpc::Status(grpc::ClientContext*)>& call) {
-  int max_tries = options_.max_call_attempts;
-  // Releasing at Stop(kRelease): a few quick tries, so that Stop returns promptly.
-  if (kind == CallKind::kFinal && runner_->releasing()) max_tries = std::min(max_tries, 3);
-  absl::Duration backoff = options_.initial_backoff;
-  for (int tries = 1;; ++tries) {
-    grpc::ClientContext context;
-    context.set_deadline(DeadlineIn(timeout));
-    grpc::Status result;
-    {
-      ScopedCall scoped(runner_, &context, kind);
-      result = call(&context);
-    }
-    absl::Status status = FromGrpc(what, result);
-    if (status.ok() || !IsTransient(status.code()) || tries >= max_tries) return status;
-    if (absl::Now() + backoff >= lease_end_) return status;  // Never past the lease.
-    if (kind == CallKind::kJob) {
-      if (!runner_->SleepUnlessStopped(backoff, /*any_stop=*/false)) {
-        return absl::CancelledError(absl::StrCat(what, ": the worker is stopping"));
-      }
-    } else {
-      // The final call of a job is not interrupted by Stop; its tries are bounded above.
-      absl::SleepFor(runner_->releasing() ? options_.initial_backoff : backoff);
-    }
-    backoff = std::min(backoff * 2, options_.max_backoff);
+client::CallControl ExportRunner::JobRun::Control(CallKind kind) const {
+  client::CallControl control;
+  control.retry_until = lease_end_;  // Never past the lease.
+  if (kind == CallKind::kJob) {
+    control.cancel = &runner_->jobs_cancel_;
+  } else if (runner_->releasing()) {
+    control.max_attempts = std::min(options_.max_call_attempts, 3);
   }
+  return control;
 }
 
 bool ExportRunner::JobRun::Heartbeat() {
@@ -316,19 +274,16 @@ bool ExportRunner::JobRun::Heartbeat() {
   request.set_bytes_written(writer_ ? writer_->bytes_written() : 0);
   request.set_parts_uploaded(static_cast<int32_t>(parts_.size()));
   request.set_records_total_estimate(records_total_estimate_);
-  ReportProgressResponse response;
   const absl::Time sent = absl::Now();
-  absl::Status status = Call("reporting progress", CallKind::kJob, options_.rpc_timeout,
-                             [&](grpc::ClientContext* context) {
-                               return runner_->stub_->ReportProgress(context, request, &response);
-                             });
+  absl::StatusOr<ReportProgressResponse> response =
+      runner_->client_.ReportProgress(request, Control(CallKind::kJob));
   last_report_ = absl::Now();
-  if (!status.ok()) {
-    StopFor(std::move(status));
+  if (!response.ok()) {
+    StopFor(Annotated("reporting progress", response.status()));
     return false;
   }
   lease_end_ = sent + lease_duration_;
-  if (response.cancel_requested()) {
+  if (response->cancel_requested()) {
     stopped_ = Stopped::kCancel;
     return false;
   }
@@ -345,13 +300,8 @@ absl::Status ExportRunner::JobRun::OnPart(const FinishedPart& part) {
     return absl::CancelledError("the worker is stopping");
   }
   absl::Status local;
-  // One second per MiB on top of the call deadline: a part may be up to 4 GiB.
-  const absl::Duration timeout = options_.rpc_timeout + absl::Seconds(part.size_bytes >> 20);
-  absl::Status uploaded = Call(absl::StrCat("uploading part ", part.part_number), CallKind::kJob,
-                               timeout, [&](grpc::ClientContext* context) {
-                                 local = absl::OkStatus();
-                                 return UploadOnce(context, part, &local);
-                               });
+  const absl::Status uploaded =
+      Annotated(Cat("uploading part ", part.part_number), Upload(part, &local));
   if (!local.ok()) {
     stopped_ = Stopped::kLocalIo;
     stop_status_ = local;
@@ -370,62 +320,55 @@ absl::Status ExportRunner::JobRun::OnPart(const FinishedPart& part) {
   return absl::OkStatus();
 }
 
-grpc::Status ExportRunner::JobRun::UploadOnce(grpc::ClientContext* context,
-                                              const FinishedPart& part, absl::Status* local) {
-  UploadExportPartResponse response;
-  std::unique_ptr<grpc::ClientWriter<UploadExportPartRequest>> stream =
-      runner_->stub_->UploadExportPart(context, &response);
-  // On a local error the call is cancelled, and the local error is what counts.
-  auto local_error = [&](absl::Status error) {
-    *local = std::move(error);
-    context->TryCancel();
-    stream->Finish();
-    return grpc::Status(grpc::StatusCode::CANCELLED, std::string(local->message()));
-  };
-
-  UploadExportPartRequest message;
-  UploadExportPartRequest::Header& header = *message.mutable_header();
-  header.set_job_id(job_.id());
-  header.set_lease_token(lease_.token());
-  header.set_part_number(part.part_number);
-  header.set_record_count(part.record_count);
-  if (!stream->Write(message)) return stream->Finish();
-
+absl::Status ExportRunner::JobRun::Upload(const FinishedPart& part, absl::Status* local) {
   const int fd = ::open(part.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return local_error(absl::UnavailableError(
-        absl::StrCat("opening part file ", part.path, ": ", std::strerror(errno))));
+    *local =
+        absl::UnavailableError(Cat("opening part file ", part.path, ": ", std::strerror(errno)));
+    return *local;
   }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
+
+  client::WorkerClient::PartUpload upload;
+  upload.header.set_job_id(job_.id());
+  upload.header.set_lease_token(lease_.token());
+  upload.header.set_part_number(part.part_number);
+  upload.header.set_record_count(part.record_count);
+  upload.trailer.set_size_bytes(part.size_bytes);
+  upload.trailer.set_sha256(part.sha256);
   int64_t sent = 0;
-  while (true) {
-    // Read straight into the message: one chunk in memory at a time.
-    std::string& chunk = *message.mutable_chunk();
-    chunk.resize(kChunkBytes);
+  // One chunk in memory at a time.
+  upload.read = [&]() -> absl::StatusOr<std::string> {
+    std::string chunk(kChunkBytes, '\0');
     const ssize_t n = ReadFull(fd, chunk.data(), kChunkBytes);
     if (n < 0) {
-      return local_error(absl::UnavailableError(
-          absl::StrCat("reading part file ", part.path, ": ", std::strerror(errno))));
+      *local =
+          absl::UnavailableError(Cat("reading part file ", part.path, ": ", std::strerror(errno)));
+      return *local;
     }
-    if (n == 0) break;
     chunk.resize(static_cast<size_t>(n));
     sent += n;
-    if (!stream->Write(message)) return stream->Finish();
-    if (static_cast<size_t>(n) < kChunkBytes) break;
-  }
-  if (sent != part.size_bytes) {
-    return local_error(absl::DataLossError(absl::StrCat("part file ", part.path, " has ", sent,
-                                                        " bytes, expected ", part.size_bytes)));
-  }
-  UploadExportPartRequest::Trailer& trailer = *message.mutable_trailer();
-  trailer.set_size_bytes(part.size_bytes);
-  trailer.set_sha256(part.sha256);
-  if (!stream->Write(message)) return stream->Finish();
-  stream->WritesDone();
-  return stream->Finish();
+    if (n == 0 && sent != part.size_bytes) {
+      *local = absl::DataLossError(
+          Cat("part file ", part.path, " has ", sent, " bytes, expected ", part.size_bytes));
+      return *local;
+    }
+    return chunk;
+  };
+  // A retry sends the part again from its first byte.
+  upload.rewind = [&]() -> absl::Status {
+    if (::lseek(fd, 0, SEEK_SET) != 0) {
+      *local = absl::UnavailableError(
+          Cat("rewinding part file ", part.path, ": ", std::strerror(errno)));
+      return *local;
+    }
+    sent = 0;
+    return absl::OkStatus();
+  };
+  return runner_->client_.Upload(upload, Control(CallKind::kJob)).status();
 }
 
 void ExportRunner::JobRun::StopFor(absl::Status status) {
@@ -446,12 +389,12 @@ void ExportRunner::JobRun::EndStopped() {
     case Stopped::kNo:
       return;
     case Stopped::kLeaseLost:
-      return Drop(absl::StrCat("lease lost (", stop_status_.message(), ")"));
+      return Drop(Cat("lease lost (", stop_status_.message(), ")"));
     case Stopped::kCancel:
     case Stopped::kRelease:
       return Release();
     case Stopped::kGaveUp:
-      return Drop(absl::StrCat(stop_status_.message(), "; its lease will expire"));
+      return Drop(Cat(stop_status_.message(), "; its lease will expire"));
     case Stopped::kRejected:
     case Stopped::kLocalIo:
       return Fail(std::string(stop_status_.message()), true);
@@ -464,19 +407,15 @@ void ExportRunner::JobRun::Complete() {
   request.set_lease_token(lease_.token());
   request.set_record_count(writer_->records());
   for (const ExportPart& part : parts_) *request.add_parts() = part;
-  ExportJob completed;
-  absl::Status status =
-      Call("completing the job", CallKind::kFinal, options_.rpc_timeout,
-           [&](grpc::ClientContext* context) {
-             return runner_->stub_->CompleteExportJob(context, request, &completed);
-           });
-  if (!status.ok()) {
-    StopFor(std::move(status));
+  absl::StatusOr<ExportJob> completed =
+      runner_->client_.Complete(request, Control(CallKind::kFinal));
+  if (!completed.ok()) {
+    StopFor(Annotated("completing the job", completed.status()));
     return EndStopped();
   }
   runner_->Count(&Stats::completed);
-  Log(absl::StrCat("completed (", completed.record_count(), " records, ", completed.file_parts(),
-                   " parts, ", completed.file_size_bytes(), " bytes)"));
+  Log(Cat("completed (", completed->record_count(), " records, ", completed->file_parts(),
+          " parts, ", completed->file_size_bytes(), " bytes)"));
 }
 
 void ExportRunner::JobRun::Fail(const std::string& message, bool retryable) {
@@ -485,23 +424,21 @@ void ExportRunner::JobRun::Fail(const std::string& message, bool retryable) {
   request.set_lease_token(lease_.token());
   request.set_error_message(Truncated(message));
   request.set_retryable(retryable);
-  ExportJob failed;
-  const absl::Status status = Call(
-      "failing the job", CallKind::kFinal, options_.rpc_timeout, [&](grpc::ClientContext* context) {
-        return runner_->stub_->FailExportJob(context, request, &failed);
-      });
+  absl::StatusOr<ExportJob> answer = runner_->client_.Fail(request, Control(CallKind::kFinal));
+  const absl::Status status = Annotated("failing the job", answer.status());
   if (status.code() == absl::StatusCode::kAborted) {
-    return Drop(absl::StrCat("lease lost (", status.message(), ")"));
+    return Drop(Cat("lease lost (", status.message(), ")"));
   }
   if (!status.ok()) {
-    return Drop(absl::StrCat("failed: ", message, "; and ", status.message()));
+    return Drop(Cat("failed: ", message, "; and ", status.message()));
   }
+  const ExportJob& failed = *answer;
   if (failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
     runner_->Count(&Stats::cancelled);
     return Log("cancelled");
   }
   runner_->Count(&Stats::failed);
-  Log(absl::StrCat(
+  Log(Cat(
       "failed: ", message,
       failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_PENDING ? " (will be retried)" : ""));
 }
@@ -510,17 +447,13 @@ void ExportRunner::JobRun::Release() {
   ReleaseExportJobRequest request;
   request.set_job_id(job_.id());
   request.set_lease_token(lease_.token());
-  ExportJob released;
-  const absl::Status status =
-      Call("releasing the job", CallKind::kFinal, options_.rpc_timeout,
-           [&](grpc::ClientContext* context) {
-             return runner_->stub_->ReleaseExportJob(context, request, &released);
-           });
+  absl::StatusOr<ExportJob> released = runner_->client_.Release(request, Control(CallKind::kFinal));
+  const absl::Status status = Annotated("releasing the job", released.status());
   if (status.code() == absl::StatusCode::kAborted) {
-    return Drop(absl::StrCat("lease lost (", status.message(), ")"));
+    return Drop(Cat("lease lost (", status.message(), ")"));
   }
   if (!status.ok()) return Drop(std::string(status.message()));
-  if (released.status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
+  if (released->status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
     runner_->Count(&Stats::cancelled);
     return Log("cancelled");
   }
@@ -530,19 +463,18 @@ void ExportRunner::JobRun::Release() {
 
 void ExportRunner::JobRun::Drop(const std::string& why) {
   runner_->Count(&Stats::dropped);
-  Log(absl::StrCat("dropped: ", why));
+  Log(Cat("dropped: ", why));
 }
 
 void ExportRunner::JobRun::Log(std::string_view event) const {
-  runner_->Log(
-      absl::StrCat("export-worker ", options_.worker_id, ": job ", job_.id(), " ", Piece(event)));
+  runner_->Log(Cat("export-worker ", options_.worker_id, ": job ", job_.id(), " ", event));
 }
 
 // --- ExportRunner --------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<ExportRunner>> ExportRunner::Create(Options options) {
   auto invalid = [](std::string_view field, std::string_view reason) {
-    return absl::InvalidArgumentError(absl::StrCat(Piece(field), ": ", Piece(reason)));
+    return absl::InvalidArgumentError(Cat(field, ": ", reason));
   };
   if (options.channel == nullptr) return invalid("channel", "must be set");
   if (options.worker_id.empty() || options.worker_id.size() > 128) {
@@ -550,17 +482,17 @@ absl::StatusOr<std::unique_ptr<ExportRunner>> ExportRunner::Create(Options optio
   }
   if (!options.open_source) return invalid("open_source", "must be set");
   if (options.concurrency < 1) {
-    return invalid("concurrency", absl::StrCat("must be at least 1, got ", options.concurrency));
+    return invalid("concurrency", Cat("must be at least 1, got ", options.concurrency));
   }
   for (exportjobs::v1::EntityType type : options.entity_types) {
     if (catalog::FindEntity(type) == nullptr) {
-      return invalid("entity_types", absl::StrCat("unknown value ", type));
+      return invalid("entity_types", Cat("unknown value ", type));
     }
   }
   if (options.work_dir.empty()) return invalid("work_dir", "must be set");
   struct stat info;
   if (::stat(options.work_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    return invalid("work_dir", absl::StrCat(options.work_dir, " is not a directory"));
+    return invalid("work_dir", Cat(options.work_dir, " is not a directory"));
   }
   if (options.default_part_size_bytes < 1) {
     return invalid("default_part_size_bytes", "must be at least 1");
@@ -583,8 +515,7 @@ absl::StatusOr<std::unique_ptr<ExportRunner>> ExportRunner::Create(Options optio
 }
 
 ExportRunner::ExportRunner(Options options)
-    : options_(std::move(options)),
-      stub_(exportjobs::v1::WorkerService::NewStub(options_.channel)) {}
+    : options_(std::move(options)), client_(options_.channel, ClientOptions(options_)) {}
 
 ExportRunner::~ExportRunner() { Stop(StopMode::kRelease); }
 
@@ -606,11 +537,10 @@ void ExportRunner::Stop(StopMode mode) {
       releasing_ = true;
       releasing_flag_.store(true, std::memory_order_release);
     }
-    for (const ActiveCall& call : calls_) {
-      if (call.kind == CallKind::kClaim || (releasing_ && call.kind == CallKind::kJob)) {
-        call.context->TryCancel();
-      }
-    }
+    // Waiting claims end at once; with kRelease, so do progress reports and uploads (and
+    // every later one: the tokens stay cancelled).
+    claims_cancel_.Cancel();
+    if (releasing_) jobs_cancel_.Cancel();
   }
   absl::MutexLock join_lock(&join_mu_);
   for (std::thread& thread : threads_) {
@@ -633,9 +563,9 @@ bool ExportRunner::stopping() const {
   return stopping_;
 }
 
-bool ExportRunner::SleepUnlessStopped(absl::Duration duration, bool any_stop) {
+bool ExportRunner::SleepUnlessStopped(absl::Duration duration) {
   absl::MutexLock lock(&mu_);
-  return !mu_.AwaitWithTimeout(absl::Condition(any_stop ? &stopping_ : &releasing_), duration);
+  return !mu_.AwaitWithTimeout(absl::Condition(&stopping_), duration);
 }
 
 void ExportRunner::Log(const std::string& line) const {
@@ -653,37 +583,32 @@ void ExportRunner::Loop() {
     request.mutable_wait()->set_seconds(absl::ToInt64Seconds(options_.claim_wait));
     request.mutable_wait()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
         options_.claim_wait - absl::Seconds(absl::ToInt64Seconds(options_.claim_wait)))));
-    ClaimExportJobResponse response;
-    grpc::ClientContext context;
-    context.set_deadline(DeadlineIn(options_.claim_wait + options_.rpc_timeout));
     const absl::Time sent = absl::Now();
-    grpc::Status status;
-    {
-      ScopedCall scoped(this, &context, CallKind::kClaim);
-      status = stub_->ClaimExportJob(&context, request, &response);
-    }
-    if (!status.ok()) {
+    // One try: this loop retries claims itself, for as long as the runner runs.
+    absl::StatusOr<ClaimExportJobResponse> claimed =
+        client_.Claim(request, {.cancel = &claims_cancel_, .max_attempts = 1});
+    if (!claimed.ok()) {
       if (stopping()) break;
       // Claims are retried for as long as the runner runs; the log shows the first failure of
       // a run of them and every tenth.
       if (++failures == 1 || failures % 10 == 0) {
-        Log(absl::StrCat(
-            "export-worker ", options_.worker_id, ": claiming a job failed (", failures,
-            failures == 1 ? " time" : " times in a row",
-            "): ", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
-            ": ", status.error_message(), "; retrying"));
+        Log(Cat("export-worker ", options_.worker_id, ": claiming a job failed (", failures,
+                failures == 1 ? " time" : " times in a row",
+                "): ", absl::StatusCodeToString(claimed.status().code()), ": ",
+                claimed.status().message(), "; retrying"));
       }
-      SleepUnlessStopped(backoff, /*any_stop=*/true);
+      SleepUnlessStopped(backoff);
       backoff = std::min(backoff * 2, options_.max_backoff);
       continue;
     }
     failures = 0;
     backoff = options_.initial_backoff;
+    ClaimExportJobResponse& response = *claimed;
     if (!response.has_job()) {
       // Answered well before the wait ended without a job (the server is shutting down):
       // pause before the next claim rather than spin.
       if (absl::Now() - sent < options_.claim_wait / 2) {
-        SleepUnlessStopped(options_.initial_backoff, /*any_stop=*/true);
+        SleepUnlessStopped(options_.initial_backoff);
       }
       continue;
     }

@@ -15,13 +15,14 @@
 // the lease is extended and where the runner learns that cancel was requested: it then stops the
 // scan and calls ReleaseExportJob, which ends the job cancelled.
 //
-// Errors, per call:
+// The calls go through client::WorkerClient. Errors, per call:
 //   ABORTED                                 the lease is lost: the job is dropped silently.
 //   UNAVAILABLE, DEADLINE_EXCEEDED,         retried with exponential backoff (initial_backoff
-//   RESOURCE_EXHAUSTED                      doubling to max_backoff, at most max_call_attempts
-//                                           tries, never past the lease); an upload is retried
-//                                           from the start of the part. When the tries run out
-//                                           the job is dropped and its lease left to expire.
+//   RESOURCE_EXHAUSTED                      doubling to max_backoff, each wait randomised by
+//                                           ±20%, at most max_call_attempts tries, never past
+//                                           the lease); an upload is retried from the start of
+//                                           the part. When the tries run out the job is dropped
+//                                           and its lease left to expire.
 //   anything else from the server           FailExportJob(retryable = true).
 // Per job: a data problem (unknown entity or field, a filter that does not parse, a source that
 // cannot be opened or read) -> FailExportJob(retryable = false) with a message naming it; a
@@ -32,8 +33,8 @@
 // "... completed (N records, P parts, B bytes)", "... failed: <message>", "... released",
 // "... cancelled", "... dropped: <why>".
 //
-// Every gRPC call has a deadline: rpc_timeout; a claim claim_wait + rpc_timeout; an upload
-// rpc_timeout plus one second per MiB of the part.
+// Every gRPC call (each try of it) has a deadline: rpc_timeout; a claim claim_wait +
+// rpc_timeout; an upload rpc_timeout plus one second per MiB of the part.
 //
 // Thread safety: Start, Stop, stats and the destructor may be called from any thread, except
 // from the options' callbacks (Stop waits for the loops that call them). The callbacks
@@ -57,9 +58,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/export_client.h"
 #include "exportjobs/v1/export_job.pb.h"
-#include "exportjobs/v1/worker_service.grpc.pb.h"
-#include "grpcpp/grpcpp.h"
+#include "grpcpp/channel.h"
 #include "worker/source.h"
 
 namespace exportd {
@@ -70,8 +71,8 @@ class ExportRunner {
   using SourceFactory = std::function<absl::StatusOr<std::unique_ptr<Source>>()>;
 
   struct Options {
-    // The server's WorkerService. Required.
-    std::shared_ptr<grpc::ChannelInterface> channel;
+    // The server's WorkerService (e.g. client::MakeChannel). Required.
+    std::shared_ptr<grpc::Channel> channel;
     // Names this worker in claims and logs; 1 to 128 characters. Required.
     std::string worker_id;
     // Required; see SqliteSourceFactory.
@@ -144,15 +145,6 @@ class ExportRunner {
 
  private:
   class JobRun;
-  // What a call may be cancelled by: any Stop (claims), Stop(kRelease) (progress and
-  // uploads), or nothing (the final complete/fail/release).
-  enum class CallKind { kClaim, kJob, kFinal };
-  struct ActiveCall {
-    grpc::ClientContext* context;
-    CallKind kind;
-  };
-  // Registers a call's context for the time of the call, so that Stop can cancel it.
-  class ScopedCall;
 
   explicit ExportRunner(Options options);
 
@@ -160,19 +152,22 @@ class ExportRunner {
   void Log(const std::string& line) const;
   bool stopping() const;
   bool releasing() const { return releasing_flag_.load(std::memory_order_acquire); }
-  // Waits `duration` or until Stop (any mode when `any_stop`, else kRelease); returns false
-  // when woken by Stop.
-  bool SleepUnlessStopped(absl::Duration duration, bool any_stop);
+  // Waits `duration` or until Stop; returns false when woken by Stop.
+  bool SleepUnlessStopped(absl::Duration duration);
   void Count(int64_t Stats::*counter);
 
   const Options options_;
-  const std::unique_ptr<exportjobs::v1::WorkerService::Stub> stub_;
+  client::WorkerClient client_;
+  // What a call may be cancelled by: any Stop (claims), Stop(kRelease) (progress reports and
+  // uploads, and the backoff between their tries), or nothing (the final complete, fail or
+  // release, passed no token).
+  client::CancelToken claims_cancel_;
+  client::CancelToken jobs_cancel_;
 
   mutable absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;   // Claim no more.
   bool releasing_ ABSL_GUARDED_BY(mu_) = false;  // Release the jobs in progress.
-  std::vector<ActiveCall> calls_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
   // Mirrors releasing_, for the scan's per-row check without the lock.
   std::atomic<bool> releasing_flag_{false};

@@ -27,8 +27,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "client/export_client.h"
 #include "common/catalog.h"
-#include "grpcpp/grpcpp.h"
+#include "common/str_cat.h"
 #include "worker/demo_data.h"
 #include "worker/export_runner.h"
 #include "worker/sqlite_source.h"
@@ -62,8 +63,6 @@ namespace {
 
 constexpr int kUsageError = 2;
 
-absl::string_view Piece(std::string_view text) { return {text.data(), text.size()}; }
-
 int UsageError(const std::string& message) {
   std::cerr << "export-worker: " << message << "\n";
   return kUsageError;
@@ -78,8 +77,8 @@ bool ParseEntityTypes(const std::string& flag, std::vector<exportjobs::v1::Entit
     const catalog::Entity* found = nullptr;
     std::string known;
     for (const catalog::Entity& entity : catalog::Entities()) {
-      if (Piece(entity.table) == name) found = &entity;
-      absl::StrAppend(&known, known.empty() ? "" : ", ", Piece(entity.table));
+      if (entity.table == std::string_view(name.data(), name.size())) found = &entity;
+      Append(&known, known.empty() ? "" : ", ", entity.table);
     }
     if (found == nullptr) {
       *error =
@@ -193,13 +192,8 @@ int Run(const sigset_t& signals) {
   } remove_work_dir{work_dir};
   options.work_dir = work_dir;
   options.open_source = SqliteSourceFactory(source);
-  grpc::ChannelArguments channel_args;
-  // Reconnect within seconds once a server that was down is back (gRPC's default backs off to
-  // two minutes).
-  channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-  channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  options.channel =
-      grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+  // Reconnects within seconds once a server that was down is back.
+  options.channel = client::MakeChannel(server);
   const std::string worker_id = options.worker_id;
 
   absl::StatusOr<std::unique_ptr<ExportRunner>> runner = ExportRunner::Create(std::move(options));
