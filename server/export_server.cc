@@ -20,6 +20,7 @@
 #include "server/export_service.h"
 #include "server/http_server.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/progress_hub.h"
 #include "storage/blob_store.h"
 #include "storage/rocksdb_job_store.h"
@@ -75,6 +76,8 @@ class ExportServer::Impl {
  public:
   // Declaration order is destruction order in reverse: the gRPC server goes first, the store last.
   ServerOptions options;
+  // Outlives everything that counts into it (the gRPC server's interceptors included).
+  std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<JobStore> store;
   std::unique_ptr<BlobStore> blobs;
   // Two signers with the same key: one verifies requests on the HTTP port; the other, made
@@ -169,6 +172,21 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   http_options.signer = impl->verifier.get();
   http_options.clock = options.clock;
   http_options.threads = options.http_threads;
+  impl->hub_owner = std::make_unique<ProgressHub>(options.progress_interval);
+  ServerMetrics::Sources sources;
+  sources.counts = [served = impl.get()]() -> std::optional<JobManager::Counts> {
+    JobManager* jobs = served->serving_jobs.load();
+    if (jobs == nullptr) return std::nullopt;
+    return jobs->counts();
+  };
+  sources.watchers = [hub = impl->hub_owner.get()] { return hub->watcher_count(); };
+  sources.waiting_claims = [served = impl.get()] {
+    JobManager* jobs = served->serving_jobs.load();
+    return jobs == nullptr ? 0 : jobs->waiting_claims();
+  };
+  impl->metrics = std::make_unique<ServerMetrics>(std::move(sources));
+  ServerMetrics* metrics = impl->metrics.get();
+  http_options.metrics = [metrics] { return metrics->Scrape(); };
   // The JSON view: the checks and reads of GetExportJob and ListExportJobs, in the default
   // tenant (as every gRPC caller until authentication assigns tenants).
   Impl* served = impl.get();
@@ -195,12 +213,12 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
 
   impl->readers = std::make_unique<Executor>("exportd-read", options.read_threads);
   impl->io = std::make_unique<Executor>("exportd-io", options.io_threads);
-  impl->hub_owner = std::make_unique<ProgressHub>(options.progress_interval);
   ProgressHub* hub = impl->hub_owner.get();
   BlobStore* blobs = impl->blobs.get();
   Executor* io = impl->io.get();
   JobManager::Options job_options = options.jobs;
   job_options.after_group = [hub] { hub->Flush(); };
+  job_options.on_commit = [metrics](const CommitReport& report) { metrics->OnCommit(report); };
   const DownloadSigner* signer = impl->signer.get();
   job_options.download_url = [signer](const std::string& id, int32_t part, absl::Time expires) {
     return signer->Url(id, part, expires);
@@ -221,7 +239,9 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
                                                       blobs, impl->readers.get(), io, options.clock,
                                                       options.create_limits, options.watch_limits);
-  impl->workers = std::make_unique<WorkerServiceImpl>(impl->jobs.get(), blobs, io, options.workers);
+  WorkerServiceImpl::Options worker_options = options.workers;
+  worker_options.on_bytes_written = [metrics](int64_t bytes) { metrics->AddUploadBytes(bytes); };
+  impl->workers = std::make_unique<WorkerServiceImpl>(impl->jobs.get(), blobs, io, worker_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -231,6 +251,9 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(impl->service.get());
   builder.RegisterService(impl->workers.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(metrics->NewRpcInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Part uploads send chunks of up to max_chunk_bytes.
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.workers.max_chunk_bytes + (64 << 10)));
   impl->server = builder.BuildAndStart();
@@ -245,18 +268,20 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
       impl->jobs->Tick();
       if (absl::Now() >= next_sweep) {
         next_sweep = absl::Now() + impl->options.janitor_interval;
-        impl->jobs->Sweep(impl->options.job_retention,
-                          [](absl::StatusOr<std::pair<int, int>> swept) {
-                            if (!swept.ok()) {
-                              std::fprintf(stderr, "export-server: janitor: %s\n",
-                                           std::string(swept.status().message()).c_str());
-                            } else if (swept->first + swept->second > 0) {
-                              std::fprintf(stderr,
-                                           "export-server: janitor: %d expired files removed, "
-                                           "%d old jobs deleted\n",
-                                           swept->first, swept->second);
-                            }
-                          });
+        impl->jobs->Sweep(
+            impl->options.job_retention,
+            [metrics = impl->metrics.get()](absl::StatusOr<std::pair<int, int>> swept) {
+              metrics->JanitorRun(swept.ok());
+              if (!swept.ok()) {
+                std::fprintf(stderr, "export-server: janitor: %s\n",
+                             std::string(swept.status().message()).c_str());
+              } else if (swept->first + swept->second > 0) {
+                std::fprintf(stderr,
+                             "export-server: janitor: %d expired files removed, "
+                             "%d old jobs deleted\n",
+                             swept->first, swept->second);
+              }
+            });
       }
     }
   });

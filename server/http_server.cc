@@ -266,12 +266,13 @@ void ServeDownload(const HttpServer::Options& options, const DownloadTarget& tar
 }
 
 // What a path names.
-enum class RouteKind { kNone, kHealthz, kJobList, kJob, kDownload };
+enum class RouteKind { kNone, kHealthz, kMetrics, kJobList, kJob, kDownload };
 
 bool IsJsonView(RouteKind kind) { return kind == RouteKind::kJobList || kind == RouteKind::kJob; }
 
 RouteKind Classify(const HttpServer::Options& options, std::string_view path) {
   if (path == "/healthz") return RouteKind::kHealthz;
+  if (path == "/metrics" && options.metrics) return RouteKind::kMetrics;
   const bool json_view = options.get_job && options.list_jobs;
   if (json_view && path == kJobsPrefix.substr(0, kJobsPrefix.size() - 1)) {
     return RouteKind::kJobList;
@@ -334,6 +335,11 @@ bool Route(const HttpServer::Options& options, const httplib::Request& req,
       res.status = 200;
       res.set_header("Cache-Control", "no-store");
       res.set_content("ok", "text/plain; charset=utf-8");
+      return true;
+    case RouteKind::kMetrics:
+      res.status = 200;
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(options.metrics(), "text/plain; version=0.0.4; charset=utf-8");
       return true;
     case RouteKind::kJobList:
       ServeJobList(options, req, res);
@@ -454,6 +460,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& opt
     }
   };
   server.Get("/healthz", handler);
+  server.Get("/metrics", handler);
   server.Get(R"(/v1/export-jobs/[^/]+/(file|parts/[^/]+))", handler);
   server.Get("/v1/export-jobs", handler);
   server.Get(R"(/v1/export-jobs/[^/]+)", handler);

@@ -6,6 +6,7 @@
 //   GET|HEAD /v1/export-jobs?status=&entity_type=&page_size=&page_token=
 //                                                                  jobs, newest first (JSON)
 //   GET|HEAD /v1/export-jobs/<id>                                  one job (JSON)
+//   GET|HEAD /metrics                                               the Prometheus text format
 //   GET|HEAD /healthz                                               200 "ok"
 //
 // Every path is read-only: any other method is answered 405 with "Allow: GET, HEAD" (404 for a
@@ -85,6 +86,9 @@ class HttpServer {
     std::function<absl::StatusOr<exportjobs::v1::ListExportJobsResponse>(
         const exportjobs::v1::ListExportJobsRequest& request)>
         list_jobs;
+    // The body of GET /metrics (the Prometheus text format). Called on the server's threads;
+    // must not block long. Unset: /metrics is not served (404).
+    std::function<std::string()> metrics;
   };
 
   // Binds options.address and starts serving on threads of its own.

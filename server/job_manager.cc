@@ -76,7 +76,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(JobStore* store, c
       manager->ready_[type].emplace(absl::ToUnixMicros(entry.time), std::move(entry.id));
     }
   }
+  for (size_t type = 0; type < manager->ready_.size(); ++type) {
+    manager->queued_[type].store(static_cast<int64_t>(manager->ready_[type].size()));
+  }
+  // Every id created from now on sorts above last_id, and so above count_floor_: counted as
+  // created. The stored jobs are counted in the background, from the newest down.
+  if (last_id.empty()) {
+    absl::MutexLock lock(&manager->counted_mu_);
+    manager->counted_ = true;
+  } else {
+    manager->count_floor_ = last_id + '\x01';
+  }
   manager->committer_ = std::thread([m = manager.get()] { m->CommitLoop(); });
+  if (!last_id.empty()) manager->Enqueue(manager->CountOp());
   return manager;
 }
 
@@ -132,10 +144,18 @@ void JobManager::CommitLoop() {
     for (Op& op : group) op.apply(txn);
 
     absl::Status written = absl::OkStatus();
-    if (!txn.changes().empty()) written = store_->Commit(txn.changes());
+    if (!txn.changes().empty()) {
+      const absl::Time write_start = absl::Now();
+      written = store_->Commit(txn.changes());
+      if (written.ok() && options_.on_commit) {
+        options_.on_commit(CommitReport{txn.changes(), txn.causes(), static_cast<int>(group.size()),
+                                        absl::Now() - write_start});
+      }
+    }
     if (written.ok()) {
       for (const JobChange& change : txn.changes()) listener_(change);
       AfterCommit(txn.changes());
+      CountChanges(txn.changes());
       if (options_.discard_parts) {
         for (const auto& [id, epoch] : txn.discards()) options_.discard_parts(id, epoch);
       }
@@ -149,6 +169,66 @@ void JobManager::CommitLoop() {
     ServeWaiters(txn.now());
     if (options_.after_group) options_.after_group();
   }
+}
+
+void JobManager::CountChanges(const std::vector<JobChange>& changes) {
+  for (const JobChange& change : changes) {
+    const JobRecord& any = change.after ? *change.after : *change.before;
+    if (any.job().id() < count_floor_) continue;  // Not counted yet: the count will see it.
+    if (change.before) by_status_[static_cast<size_t>(change.before->job().status())] -= 1;
+    if (change.after) by_status_[static_cast<size_t>(change.after->job().status())] += 1;
+  }
+  for (size_t type = 0; type < ready_.size(); ++type) {
+    queued_[type].store(static_cast<int64_t>(ready_[type].size()));
+  }
+}
+
+JobManager::Op JobManager::CountOp() {
+  return Op{[this](Txn&) {
+              // Runs between the group's reads and its write: what it reads is what is stored
+              // before the group, and the group's changes to the jobs it counts are applied
+              // after the write by CountChanges, as for every counted job.
+              ListQuery query;
+              query.before_id = count_floor_;
+              query.limit = options_.count_page_size;
+              absl::StatusOr<ListResult> page = store_->List(query);
+              if (!page.ok()) {
+                count_stalled_ = true;  // Tick resumes.
+                return;
+              }
+              for (const JobRecord& record : page->jobs) {
+                by_status_[static_cast<size_t>(record.job().status())] += 1;
+              }
+              if (page->more && !page->jobs.empty()) {
+                count_floor_ = page->jobs.back().job().id();
+                Enqueue(CountOp());
+                return;
+              }
+              count_floor_.clear();
+              absl::MutexLock lock(&counted_mu_);
+              counted_ = true;
+            },
+            nullptr};
+}
+
+JobManager::Counts JobManager::counts() const {
+  Counts counts;
+  bool counted = false;
+  {
+    absl::MutexLock lock(&counted_mu_);
+    counted = counted_;
+  }
+  if (counted) {
+    counts.by_status.emplace();
+    for (size_t i = 0; i < by_status_.size(); ++i) (*counts.by_status)[i] = by_status_[i].load();
+  }
+  for (size_t i = 0; i < queued_.size(); ++i) counts.queued[i] = queued_[i].load();
+  return counts;
+}
+
+bool JobManager::AwaitCounted(absl::Time deadline) {
+  absl::MutexLock lock(&counted_mu_);
+  return counted_mu_.AwaitWithDeadline(absl::Condition(&counted_), deadline);
 }
 
 void JobManager::Create(CreateExportJobRequest normalized, std::string tenant, JobCallback done) {
@@ -189,7 +269,7 @@ void JobManager::Create(CreateExportJobRequest normalized, std::string tenant, J
         job.set_request_id(request.request_id());
         *record.mutable_ready_at() = job.created_at();
         ExportJob result = job;
-        txn.Stage(JobChange{std::nullopt, std::move(record)});
+        txn.Stage(JobChange{std::nullopt, std::move(record)}, ChangeCause::kCreate);
         return result;
       },
       std::move(done)));
@@ -218,7 +298,7 @@ void JobManager::Cancel(std::string id, std::string tenant, JobCallback done) {
           after.mutable_job()->set_cancel_requested(true);
         }
         ExportJob result = after.job();
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kCancel);
         return result;
       },
       std::move(done)));
@@ -237,7 +317,7 @@ void JobManager::Delete(std::string id, std::string tenant, StatusCallback done)
                            "(cancel it first)"));
         }
         ExportJob result = before->job();
-        txn.Stage(JobChange{std::move(before), std::nullopt});
+        txn.Stage(JobChange{std::move(before), std::nullopt}, ChangeCause::kDelete);
         txn.Discard(id, -1);
         return result;
       },
@@ -258,7 +338,7 @@ void JobManager::Update(std::string id, Mutation mutate, JobCallback done) {
           return absl::InternalError("a job mutation may not change the id or revision");
         }
         ExportJob result = after.job();
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kUpdate);
         return result;
       },
       std::move(done)));

@@ -15,12 +15,14 @@
 // thread (mutations) or a read executor thread (reads) and must not block.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -38,6 +40,33 @@
 #include "storage/job_store.h"
 
 namespace exportd {
+
+// Why the JobManager made a change; reported with each committed change (see CommitReport).
+enum class ChangeCause : uint8_t {
+  kCreate,        // Create
+  kCancel,        // Cancel: cancelled at once, or cancel requested
+  kDelete,        // Delete
+  kUpdate,        // Update (the server's own transitions)
+  kClaim,         // a claim took the job
+  kProgress,      // ReportProgress
+  kPartRecorded,  // RecordPart
+  kComplete,      // Complete
+  kFail,          // Fail: retried, failed or (cancel requested) cancelled
+  kRelease,       // Release: pending again or (cancel requested) cancelled
+  kLeaseExpiry,   // Tick found the lease expired: retried, failed or cancelled
+  kFilesExpiry,   // the janitor removed the files of an expired export
+  kRetention,     // the janitor deleted a finished job after its retention
+};
+
+// One group commit, as written: each change with its cause, in commit order.
+struct CommitReport {
+  std::span<const JobChange> changes;
+  std::span<const ChangeCause> causes;  // causes[i] is why changes[i] was made
+  // Requests applied in the group (some change nothing, some several jobs).
+  int requests = 0;
+  // How long the synced write took.
+  absl::Duration write_time;
+};
 
 class JobManager {
  public:
@@ -82,6 +111,21 @@ class JobManager {
     // Called after a commit with the parts to delete: those of an attempt that ended without
     // completing (epoch >= 0) or of a deleted job (epoch -1). Must not block.
     std::function<void(const std::string& id, int64_t epoch)> discard_parts;
+    // Called on the committer thread after each successful write, before the changes are
+    // handed to the listener and the callers are answered (for metrics and logs). Must not
+    // block.
+    std::function<void(const CommitReport&)> on_commit;
+    // Job records read per step of the count at start (see counts()).
+    int count_page_size = 512;
+  };
+
+  struct Counts {
+    // Jobs stored, by status (indexed by ExportJobStatus); nullopt until the count at start has
+    // finished (see counts()).
+    std::optional<std::array<int64_t, exportjobs::v1::ExportJobStatus_ARRAYSIZE>> by_status;
+    // Pending jobs in the claim queue (ready, or waiting for a retry's backoff), by entity type
+    // (indexed by EntityType).
+    std::array<int64_t, exportjobs::v1::EntityType_ARRAYSIZE> queued{};
   };
 
   // Starts the committer thread. `store`, `clock` and `readers` must outlive the manager.
@@ -163,6 +207,17 @@ class JobManager {
   // Claims parked waiting for a job (for tests and metrics).
   int waiting_claims();
 
+  // The number of jobs by status and of queued jobs by entity type, as of the last commit,
+  // without reading the store. The queue is known from the start (it is loaded then). Jobs by
+  // status are kept from each committed change's before and after; at start they are counted
+  // once in the background — a page of count_page_size records at a time on the committer,
+  // between groups, so that starting stays fast and no commit waits long — and by_status is
+  // unset until that count has finished.
+  Counts counts() const;
+
+  // Waits until counts().by_status is set, or until `deadline`. True when it is.
+  bool AwaitCounted(absl::Time deadline);
+
   // NOT_FOUND for an unknown id or another tenant's job.
   void Get(std::string id, std::string tenant, JobCallback done);
 
@@ -215,12 +270,27 @@ class JobManager {
   // get a job.
   void ServeWaiters(absl::Time clock_now);
   absl::Duration Backoff(int attempt) const;
+  // Committer only: keeps the counts in step with committed changes.
+  void CountChanges(const std::vector<JobChange>& changes);
+  // The op that counts the next page of the jobs stored at start.
+  Op CountOp();
 
   // The claim queue in memory: per entity type, (ready_at micros, id) of pending jobs, as
   // committed. Committer thread only.
   std::vector<std::set<std::pair<int64_t, std::string>>> ready_;
   std::deque<std::shared_ptr<ClaimState>> waiters_;
   std::atomic<int> waiting_{0};
+
+  // Jobs by status and queued jobs by entity type: written by the committer, read by anyone.
+  std::array<std::atomic<int64_t>, exportjobs::v1::ExportJobStatus_ARRAYSIZE> by_status_{};
+  std::array<std::atomic<int64_t>, exportjobs::v1::EntityType_ARRAYSIZE> queued_{};
+  // Committer only: the jobs with ids >= count_floor_ are in by_status_ (the count at start
+  // proceeds from the newest job down; new jobs sort above every stored one); empty once every
+  // job is counted. count_stalled_: a page failed to read; the next Tick resumes the count.
+  std::string count_floor_;
+  bool count_stalled_ = false;
+  mutable absl::Mutex counted_mu_;
+  bool counted_ ABSL_GUARDED_BY(counted_mu_) = false;
 
   JobStore* const store_;
   const Clock* const clock_;

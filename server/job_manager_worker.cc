@@ -153,7 +153,7 @@ absl::StatusOr<JobManager::Claimed> JobManager::TryClaim(Txn& txn, const ClaimSt
   claimed.lease.set_token(lease.token());
   claimed.lease.set_epoch(lease.epoch());
   *claimed.lease.mutable_expires_at() = lease.expires_at();
-  txn.Stage(JobChange{std::move(before), std::move(after)});
+  txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kClaim);
   return claimed;
 }
 
@@ -225,6 +225,10 @@ void JobManager::EndWaitingClaims() {
 
 void JobManager::Tick() {
   Enqueue(Op{[this](Txn& txn) {
+               if (count_stalled_) {  // The count at start could not read a page: retry it.
+                 count_stalled_ = false;
+                 Enqueue(CountOp());
+               }
                absl::StatusOr<std::vector<IndexEntry>> expired =
                    store_->ScanLeases(txn.now(), 1000);
                if (!expired.ok()) return;  // The next tick tries again.
@@ -250,7 +254,7 @@ void JobManager::Tick() {
                  }
                  EndAttempt(after);
                  txn.Discard(entry.id, record.lease().epoch());
-                 txn.Stage(JobChange{**before, std::move(after)});
+                 txn.Stage(JobChange{**before, std::move(after)}, ChangeCause::kLeaseExpiry);
                }
              },
              nullptr});
@@ -274,7 +278,7 @@ void JobManager::ReportProgress(exportjobs::v1::ReportProgressRequest request,
         exportjobs::v1::ReportProgressResponse response;
         *response.mutable_lease_expires_at() = after.lease().expires_at();
         response.set_cancel_requested(after.job().cancel_requested());
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kProgress);
         return response;
       },
       std::move(done)));
@@ -312,7 +316,7 @@ void JobManager::RecordPart(std::string id, std::string token, ExportPart part, 
         *after.mutable_lease()->mutable_expires_at() =
             ToProtoTime(txn.now() + options_.lease_duration);
         ExportJob result = after.job();
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kPartRecorded);
         return result;
       },
       std::move(done)));
@@ -397,7 +401,7 @@ void JobManager::Complete(exportjobs::v1::CompleteExportJobRequest request, JobC
         after.mutable_lease()->clear_expires_at();
         after.clear_uploaded_parts();
         ExportJob result = job;
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kComplete);
         return result;
       },
       std::move(done)));
@@ -422,7 +426,7 @@ void JobManager::Fail(exportjobs::v1::FailExportJobRequest request, JobCallback 
         EndAttempt(after);
         txn.Discard(request.job_id(), before.lease().epoch());
         ExportJob result = after.job();
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kFail);
         return result;
       },
       std::move(done)));
@@ -443,7 +447,7 @@ void JobManager::Release(std::string id, std::string token, JobCallback done) {
         EndAttempt(after);
         txn.Discard(id, before.lease().epoch());
         ExportJob result = after.job();
-        txn.Stage(JobChange{std::move(before), std::move(after)});
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kRelease);
         return result;
       },
       std::move(done)));
@@ -480,7 +484,7 @@ void JobManager::Sweep(absl::Duration job_retention,
                 if (FromProtoTime(before->job().completed_at()) + job_retention >= now) {
                   return ExportJob();
                 }
-                txn.Stage(JobChange{*before, std::nullopt});
+                txn.Stage(JobChange{*before, std::nullopt}, ChangeCause::kRetention);
                 txn.Discard(id, -1);
                 return ExportJob();
               },
@@ -494,7 +498,7 @@ void JobManager::Sweep(absl::Duration job_retention,
                 if (!before || before->parts_deleted()) return ExportJob();
                 JobRecord after = NextRevision(*before, txn.now());
                 after.set_parts_deleted(true);
-                txn.Stage(JobChange{*before, std::move(after)});
+                txn.Stage(JobChange{*before, std::move(after)}, ChangeCause::kFilesExpiry);
                 txn.Discard(id, -1);
                 return ExportJob();
               },

@@ -61,7 +61,7 @@ class JobManager::Txn {
     return store_->FindByRequestId(tenant, request_id);
   }
 
-  void Stage(JobChange change) {
+  void Stage(JobChange change, ChangeCause cause) {
     const JobRecord& any = change.after ? *change.after : *change.before;
     const std::string& request_id = any.job().request_id();
     if (!request_id.empty() && (!change.before || !change.after)) {
@@ -70,9 +70,12 @@ class JobManager::Txn {
     }
     overlay_[any.job().id()] = change.after;
     changes_.push_back(std::move(change));
+    causes_.push_back(cause);
   }
 
   std::vector<JobChange>& changes() { return changes_; }
+  // causes()[i] is why changes()[i] was staged.
+  const std::vector<ChangeCause>& causes() const { return causes_; }
 
   // Parts to delete once the group is written: (job id, epoch; -1 for all).
   void Discard(const std::string& id, int64_t epoch) { discards_.emplace_back(id, epoch); }
@@ -88,6 +91,7 @@ class JobManager::Txn {
   absl::flat_hash_map<std::string, std::optional<JobRecord>> overlay_;
   absl::flat_hash_map<std::string, std::optional<std::string>> request_ids_;
   std::vector<JobChange> changes_;
+  std::vector<ChangeCause> causes_;
   std::vector<std::pair<std::string, int64_t>> discards_;
 };
 

@@ -174,6 +174,9 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
       if (absl::Status appended = upload_->Append(request_.chunk()); !appended.ok()) {
         return End(appended);
       }
+      if (options_.on_bytes_written) {
+        options_.on_bytes_written(static_cast<int64_t>(request_.chunk().size()));
+      }
       Next();
     });
   }

@@ -5,6 +5,8 @@
 // Thread safety: called by gRPC from any thread.
 #pragma once
 
+#include <functional>
+
 #include "absl/time/time.h"
 #include "exportjobs/v1/worker_service.grpc.pb.h"
 #include "server/call_tracker.h"
@@ -23,6 +25,9 @@ class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackSe
     int64_t max_chunk_bytes = 4 << 20;
     // Largest part.
     int64_t max_part_bytes = int64_t{4} << 30;
+    // Called on the I/O executor with the bytes of each chunk written to a part file (for
+    // metrics). Must not block.
+    std::function<void(int64_t bytes)> on_bytes_written;
   };
 
   // All pointers must outlive the service.

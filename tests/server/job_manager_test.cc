@@ -2,6 +2,7 @@
 // group commit, and what happens when the store refuses a write.
 #include "server/job_manager.h"
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -304,6 +305,127 @@ TEST_F(JobManagerTest, IdsKeepIncreasingAcrossRestartsWhenTheClockStepsBack) {
   ASSERT_OK_AND_ASSIGN(ExportJob after, Create());
 
   EXPECT_GT(after.id(), before.id());
+}
+
+// --- Counts by status, and the commit report ---
+
+// Every job of the store, counted by status with a full scan (the truth to compare with).
+std::array<int64_t, exportjobs::v1::ExportJobStatus_ARRAYSIZE> CountByScan(const JobStore& store) {
+  std::array<int64_t, exportjobs::v1::ExportJobStatus_ARRAYSIZE> counts{};
+  ListQuery query;
+  query.limit = 1000;
+  while (true) {
+    absl::StatusOr<ListResult> page = store.List(query);
+    EXPECT_OK(page);
+    if (!page.ok()) return counts;
+    for (const JobRecord& record : page->jobs) ++counts[record.job().status()];
+    if (!page->more) return counts;
+    query.before_id = page->jobs.back().job().id();
+  }
+}
+
+TEST_F(JobManagerTest, CountsFollowEveryCommittedChange) {
+  ASSERT_TRUE(jobs_->AwaitCounted(absl::Now() + absl::Seconds(10)));  // An empty store.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+    ids.push_back(job.id());
+  }
+  ASSERT_OK(Cancel(ids[0]));
+  ASSERT_OK(StartProcessing(ids[1]));
+  absl::Notification deleted;
+  jobs_->Delete(ids[0], "", [&](absl::Status) { deleted.Notify(); });
+  deleted.WaitForNotification();
+
+  JobManager::Counts counts = jobs_->counts();
+  ASSERT_TRUE(counts.by_status.has_value());
+  EXPECT_EQ(*counts.by_status, CountByScan(*real_));
+  EXPECT_EQ((*counts.by_status)[exportjobs::v1::EXPORT_JOB_STATUS_PENDING], 3);
+  EXPECT_EQ((*counts.by_status)[exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING], 1);
+  EXPECT_EQ(counts.queued[exportjobs::v1::ENTITY_TYPE_ACCOUNTS], 3);
+  EXPECT_EQ(counts.queued[exportjobs::v1::ENTITY_TYPE_PEOPLE], 0);
+}
+
+TEST_F(JobManagerTest, ACountAtStartInterleavedWithChangesEndsExact) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+    ids.push_back(job.id());
+    if (i % 3 == 0) ASSERT_OK(Cancel(job.id()));
+  }
+  jobs_.reset();
+  // One record per step: every change below lands between steps of the count, on jobs already
+  // counted and on jobs not yet counted.
+  JobManager::Options options;
+  options.count_page_size = 1;
+  auto manager =
+      JobManager::Start(store_.get(), &clock_, &readers_, options, [](const JobChange&) {});
+  ASSERT_OK(manager);
+  jobs_ = *std::move(manager);
+  EXPECT_FALSE(jobs_->counts().by_status.has_value());
+
+  std::vector<absl::Notification> done(ids.size() + 10);
+  size_t next = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i % 3 == 0) {
+      jobs_->Delete(ids[i], "", [&, n = next++](absl::Status) { done[n].Notify(); });
+    } else {
+      jobs_->Cancel(ids[i], "", [&, n = next++](absl::StatusOr<ExportJob>) { done[n].Notify(); });
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    auto normalized = ValidateAndNormalizeCreate(
+        [] {
+          exportjobs::v1::CreateExportJobRequest request;
+          request.set_entity_type(exportjobs::v1::ENTITY_TYPE_PEOPLE);
+          return request;
+        }(),
+        CreateLimits{});
+    ASSERT_OK(normalized);
+    jobs_->Create(*normalized, "",
+                  [&, n = next++](absl::StatusOr<ExportJob>) { done[n].Notify(); });
+  }
+  for (size_t n = 0; n < next; ++n) done[n].WaitForNotification();
+  ASSERT_TRUE(jobs_->AwaitCounted(absl::Now() + absl::Seconds(10)));
+
+  JobManager::Counts counts = jobs_->counts();
+  ASSERT_TRUE(counts.by_status.has_value());
+  EXPECT_EQ(*counts.by_status, CountByScan(*real_));
+  EXPECT_EQ((*counts.by_status)[exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED], 26);
+  EXPECT_EQ((*counts.by_status)[exportjobs::v1::EXPORT_JOB_STATUS_PENDING], 10);
+  EXPECT_EQ(counts.queued[exportjobs::v1::ENTITY_TYPE_PEOPLE], 10);
+  EXPECT_EQ(counts.queued[exportjobs::v1::ENTITY_TYPE_ACCOUNTS], 0);
+}
+
+TEST_F(JobManagerTest, AFailedWriteIsNotReportedAndChangesNoCount) {
+  jobs_.reset();
+  std::vector<std::string> reported;
+  absl::Mutex reported_mu;
+  JobManager::Options options;
+  options.on_commit = [&](const CommitReport& report) {
+    absl::MutexLock lock(&reported_mu);
+    for (size_t i = 0; i < report.changes.size(); ++i) {
+      const JobChange& change = report.changes[i];
+      reported.push_back(absl::StrCat(static_cast<int>(report.causes[i]), ":",
+                                      change.before ? "b" : "", change.after ? "a" : ""));
+    }
+  };
+  auto manager =
+      JobManager::Start(store_.get(), &clock_, &readers_, options, [](const JobChange&) {});
+  ASSERT_OK(manager);
+  jobs_ = *std::move(manager);
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
+  store_->FailCommits(true);
+  EXPECT_THAT(Cancel(job.id()), StatusIs(absl::StatusCode::kUnavailable));
+  store_->FailCommits(false);
+
+  JobManager::Counts counts = jobs_->counts();
+  ASSERT_TRUE(counts.by_status.has_value());
+  EXPECT_EQ((*counts.by_status)[exportjobs::v1::EXPORT_JOB_STATUS_PENDING], 1);
+  EXPECT_EQ((*counts.by_status)[exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED], 0);
+  absl::MutexLock lock(&reported_mu);
+  EXPECT_THAT(reported,
+              ::testing::ElementsAre(absl::StrCat(static_cast<int>(ChangeCause::kCreate), ":a")));
 }
 
 }  // namespace
