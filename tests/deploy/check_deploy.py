@@ -2,7 +2,7 @@
 """Checks the deployment files of deploy/ against the real binaries.
 
   /usr/bin/python3 check_deploy.py --source_dir=REPO --export_server=PATH --export_worker=PATH \
-      CHECK
+      [--exportctl=PATH] CHECK
 
 CHECK is one of:
   files          every YAML file of deploy/ parses (also multi-document ones); every flag passed
@@ -13,7 +13,8 @@ CHECK is one of:
   env            every EXPORTD_* variable names a flag of the binary it configures, by the rule
                  EXPORTD_<FLAG_NAME_IN_UPPER_CASE> (EXPORTD_DATA_DIR is --data_dir).
   libraries      the Dockerfile's runtime packages hold every shared library that the binaries
-                 link (readelf + ldd + dpkg -S), and its package names exist (apt-cache policy).
+                 (exportctl too, when given) link (readelf + ldd + dpkg -S), and its package
+                 names exist (apt-cache policy).
   probes         a real export-server answers 200 on every HTTP path that a probe or health
                  check of the files requests, and the health-check commands of the Dockerfile and
                  docker-compose.yml succeed against it.
@@ -1479,6 +1480,8 @@ def main():
     parser.add_argument("--source_dir", required=True)
     parser.add_argument("--export_server", required=True)
     parser.add_argument("--export_worker", required=True)
+    parser.add_argument("--exportctl", default="",
+                        help="exportctl, where the tree builds it (the image copies it too)")
     parser.add_argument("check", choices=["files", "env", "libraries", "probes",
                                           "systemd-verify", "self-test"])
     args = parser.parse_args()
@@ -1486,16 +1489,20 @@ def main():
     for binary, path in binaries.items():
         FLAGS[binary] = read_flags(binary, path)
     files = Files.load(args.source_dir)
+    # The image ships exportctl as well when the tree builds it: its libraries count too.
+    linked = dict(binaries)
+    if args.exportctl:
+        linked["exportctl"] = args.exportctl
 
     skipped = None
     if args.check in ("files", "env", "libraries"):
-        report, skipped = run_check(args.check, files, binaries)
+        report, skipped = run_check(args.check, files, linked)
     elif args.check == "probes":
         report = check_probes(files, args.export_server)
     elif args.check == "systemd-verify":
         report, skipped = check_systemd_verify(files, binaries)
     else:
-        report = self_test(files, binaries)
+        report = self_test(files, linked)
 
     for note in report.notes:
         print("note: " + note)
