@@ -29,7 +29,9 @@ namespace exportd {
 
 namespace {
 
-constexpr char kServiceName[] = "exportjobs.v1.ExportService";
+// The names gRPC health checking reports, besides the whole server ("").
+constexpr const char* kServiceNames[] = {"exportjobs.v1.ExportService",
+                                         "exportjobs.v1.WorkerService"};
 // The longest an HTTP request of the JSON view waits for its read.
 constexpr absl::Duration kViewTimeout = absl::Seconds(10);
 
@@ -78,6 +80,28 @@ class ExportServer::Impl {
   ServerOptions options;
   // Outlives everything that counts into it (the gRPC server's interceptors included).
   std::unique_ptr<ServerMetrics> metrics;
+  // Read by the HTTP port's threads, which start before the JobManager and stop after it: these
+  // outlive the HTTP server.
+  // `jobs` once it runs; null before.
+  std::atomic<JobManager*> serving_jobs{nullptr};
+  // Where the server is in its life, for /readyz, gRPC health and the exportd_ready gauge.
+  enum class Stage { kLoadingJobs, kStartingGrpc, kReady, kDraining };
+  std::atomic<Stage> stage{Stage::kLoadingJobs};
+
+  absl::Status Readiness() const {
+    switch (stage.load()) {
+      case Stage::kLoadingJobs:
+        return absl::UnavailableError("starting: loading the claim queue");
+      case Stage::kStartingGrpc:
+        return absl::UnavailableError("starting: opening the gRPC port");
+      case Stage::kReady:
+        return absl::OkStatus();
+      case Stage::kDraining:
+        break;
+    }
+    return absl::UnavailableError("draining: the server is shutting down");
+  }
+
   std::unique_ptr<JobStore> store;
   std::unique_ptr<BlobStore> blobs;
   // Two signers with the same key: one verifies requests on the HTTP port; the other, made
@@ -90,8 +114,6 @@ class ExportServer::Impl {
   std::unique_ptr<ProgressHub> hub_owner;
   ProgressHub& hub() { return *hub_owner; }
   std::unique_ptr<JobManager> jobs;
-  // `jobs` once it runs, for the HTTP port's threads (which start before it); null before.
-  std::atomic<JobManager*> serving_jobs{nullptr};
   std::unique_ptr<ExportServiceImpl> service;
   std::unique_ptr<WorkerServiceImpl> workers;
   std::unique_ptr<grpc::Server> server;
@@ -102,13 +124,18 @@ class ExportServer::Impl {
 
   std::once_flag shutdown_once;
 
+  // Also after a failed Start: the HTTP port stops before what it reads is destroyed.
+  ~Impl() { Shutdown(); }
+
   void Shutdown() {
     std::call_once(shutdown_once, [this] { ShutdownOnce(); });
   }
 
   void ShutdownOnce() {
+    stage.store(Stage::kDraining);
     if (server) {
-      server->GetHealthCheckService()->SetServingStatus(false);
+      // Every name NOT_SERVING, for good.
+      server->GetHealthCheckService()->Shutdown();
       // New calls are answered UNAVAILABLE; watchers get what is queued and an UNAVAILABLE
       // end; in-flight calls finish (the committer and readers still run).
       service->calls().StartDraining();
@@ -173,23 +200,26 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   http_options.clock = options.clock;
   http_options.threads = options.http_threads;
   impl->hub_owner = std::make_unique<ProgressHub>(options.progress_interval);
+  // The HTTP port serves from here on; what it reads of the rest goes through `served`.
+  Impl* served = impl.get();
   ServerMetrics::Sources sources;
-  sources.counts = [served = impl.get()]() -> std::optional<JobManager::Counts> {
+  sources.counts = [served]() -> std::optional<JobManager::Counts> {
     JobManager* jobs = served->serving_jobs.load();
     if (jobs == nullptr) return std::nullopt;
     return jobs->counts();
   };
   sources.watchers = [hub = impl->hub_owner.get()] { return hub->watcher_count(); };
-  sources.waiting_claims = [served = impl.get()] {
+  sources.waiting_claims = [served] {
     JobManager* jobs = served->serving_jobs.load();
     return jobs == nullptr ? 0 : jobs->waiting_claims();
   };
+  sources.ready = [served] { return served->Readiness().ok(); };
   impl->metrics = std::make_unique<ServerMetrics>(std::move(sources));
   ServerMetrics* metrics = impl->metrics.get();
   http_options.metrics = [metrics] { return metrics->Scrape(); };
+  http_options.readiness = [served] { return served->Readiness(); };
   // The JSON view: the checks and reads of GetExportJob and ListExportJobs, in the default
   // tenant (as every gRPC caller until authentication assigns tenants).
-  Impl* served = impl.get();
   http_options.get_job = [served](const std::string& id) -> absl::StatusOr<ExportJob> {
     EXPORTD_RETURN_IF_ERROR(ValidateJobId(id));
     JobManager* jobs = served->serving_jobs.load();
@@ -236,6 +266,7 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
       JobManager::Start(impl->store.get(), options.clock, impl->readers.get(), job_options,
                         [hub](const JobChange& change) { hub->Publish(change); }));
   impl->serving_jobs.store(impl->jobs.get());
+  impl->stage.store(Impl::Stage::kStartingGrpc);
   impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
                                                       blobs, impl->readers.get(), io, options.clock,
                                                       options.create_limits, options.watch_limits);
@@ -285,7 +316,13 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
       }
     }
   });
-  impl->server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+  // Recovery is done and the port accepts calls: ready. (gRPC's health service reports the
+  // whole server SERVING from BuildAndStart, when nothing but the ticker was left to start.)
+  for (const char* name : kServiceNames) {
+    impl->server->GetHealthCheckService()->SetServingStatus(name, true);
+  }
+  impl->server->GetHealthCheckService()->SetServingStatus(true);
+  impl->stage.store(Impl::Stage::kReady);
   const std::string& requested = options.grpc_address;
   impl->address = absl::StrCat(requested.substr(0, requested.rfind(':')), ":", port);
   return std::unique_ptr<ExportServer>(new ExportServer(std::move(impl)));
@@ -302,6 +339,8 @@ std::string ExportServer::http_address() const { return impl_->http->address(); 
 JobManager* ExportServer::job_manager() const { return impl_->jobs.get(); }
 
 int ExportServer::calls_in_flight() const { return impl_->service->calls().in_flight(); }
+
+absl::Status ExportServer::Readiness() const { return impl_->Readiness(); }
 
 void ExportServer::Shutdown() { impl_->Shutdown(); }
 

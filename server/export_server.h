@@ -74,6 +74,11 @@ class ExportServer {
   // Unary calls received and not yet answered.
   int calls_in_flight() const;
 
+  // OK while the server is ready to serve: the store is open, the jobs are loaded, the gRPC
+  // port accepts calls and it is not shutting down. Otherwise UNAVAILABLE with the reason
+  // ("starting: ...", "draining: ..."). /readyz, gRPC health and exportd_ready report this.
+  absl::Status Readiness() const;
+
   // Stops taking calls, ends watch streams after their queued state (UNAVAILABLE, to resume),
   // lets in-flight calls finish within shutdown_grace, then closes the store. Idempotent.
   void Shutdown();

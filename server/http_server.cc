@@ -266,13 +266,14 @@ void ServeDownload(const HttpServer::Options& options, const DownloadTarget& tar
 }
 
 // What a path names.
-enum class RouteKind { kNone, kHealthz, kMetrics, kJobList, kJob, kDownload };
+enum class RouteKind { kNone, kHealthz, kReadyz, kMetrics, kJobList, kJob, kDownload };
 
 bool IsJsonView(RouteKind kind) { return kind == RouteKind::kJobList || kind == RouteKind::kJob; }
 
 RouteKind Classify(const HttpServer::Options& options, std::string_view path) {
   if (path == "/healthz") return RouteKind::kHealthz;
   if (path == "/metrics" && options.metrics) return RouteKind::kMetrics;
+  if (path == "/readyz" && options.readiness) return RouteKind::kReadyz;
   const bool json_view = options.get_job && options.list_jobs;
   if (json_view && path == kJobsPrefix.substr(0, kJobsPrefix.size() - 1)) {
     return RouteKind::kJobList;
@@ -336,6 +337,15 @@ bool Route(const HttpServer::Options& options, const httplib::Request& req,
       res.set_header("Cache-Control", "no-store");
       res.set_content("ok", "text/plain; charset=utf-8");
       return true;
+    case RouteKind::kReadyz: {
+      const absl::Status ready = options.readiness();
+      res.status = ready.ok() ? 200 : 503;
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(
+          ready.ok() ? std::string("ready") : Cat("not ready: ", std::string(ready.message())),
+          "text/plain; charset=utf-8");
+      return true;
+    }
     case RouteKind::kMetrics:
       res.status = 200;
       res.set_header("Cache-Control", "no-store");
@@ -461,6 +471,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& opt
   };
   server.Get("/healthz", handler);
   server.Get("/metrics", handler);
+  server.Get("/readyz", handler);
   server.Get(R"(/v1/export-jobs/[^/]+/(file|parts/[^/]+))", handler);
   server.Get("/v1/export-jobs", handler);
   server.Get(R"(/v1/export-jobs/[^/]+)", handler);

@@ -7,7 +7,9 @@
 //                                                                  jobs, newest first (JSON)
 //   GET|HEAD /v1/export-jobs/<id>                                  one job (JSON)
 //   GET|HEAD /metrics                                               the Prometheus text format
-//   GET|HEAD /healthz                                               200 "ok"
+//   GET|HEAD /healthz                                               200 "ok" (liveness)
+//   GET|HEAD /readyz                                                200 "ready", or 503
+//                                                                  "not ready: <reason>"
 //
 // Every path is read-only: any other method is answered 405 with "Allow: GET, HEAD" (404 for a
 // path the server does not serve).
@@ -89,6 +91,9 @@ class HttpServer {
     // The body of GET /metrics (the Prometheus text format). Called on the server's threads;
     // must not block long. Unset: /metrics is not served (404).
     std::function<std::string()> metrics;
+    // Whether the server is ready (GET /readyz): OK, or the reason it is not. Called on the
+    // server's threads; must not block. Unset: /readyz is not served (404).
+    std::function<absl::Status()> readiness;
   };
 
   // Binds options.address and starts serving on threads of its own.
