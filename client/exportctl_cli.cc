@@ -89,32 +89,6 @@ std::string Footer() {
       ExitCodeHelp());
 }
 
-// Adds the options every subcommand also accepts, bound to the same variables.
-struct GlobalFlags {
-  std::string* server;
-  std::string* output;
-  std::string* timeout;
-};
-
-void AddGlobalOptions(CLI::App* app, const GlobalFlags& flags, bool top_level) {
-  auto* server =
-      app->add_option("--server", *flags.server, "HOST:PORT (or a gRPC target) of export-server")
-          ->type_name("HOST:PORT");
-  auto* output = app->add_option("--output", *flags.output, "Output form: table or json")
-                     ->check(OneOf({"table", "json"}))
-                     ->type_name("FORM");
-  auto* timeout = app->add_option("--timeout", *flags.timeout,
-                                  "Deadline of each call to the server (default 30s)")
-                      ->check(DurationValidator())
-                      ->type_name("DURATION");
-  if (!top_level) {
-    // Shown once, on the top level.
-    server->group("");
-    output->group("");
-    timeout->group("");
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<absl::Duration> ParsePositiveDuration(std::string_view text) {
@@ -231,20 +205,26 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args,
   std::string format;
   std::string compression;
   std::string part_size;
-  const GlobalFlags globals{&inv.server, &output, &timeout};
 
   CLI::App app("exportctl: create, follow and download exportd's export jobs.", "exportctl");
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
   app.footer(Footer());
-  AddGlobalOptions(&app, globals, /*top_level=*/true);
+  app.add_option("--server", inv.server, "HOST:PORT (or a gRPC target) of export-server")
+      ->type_name("HOST:PORT");
+  app.add_option("--output", output, "Output form: table or json")
+      ->check(OneOf({"table", "json"}))
+      ->type_name("FORM");
+  app.add_option("--timeout", timeout, "Deadline of each call to the server (default 30s)")
+      ->check(DurationValidator())
+      ->type_name("DURATION");
 
   auto subcommand = [&](const std::string& name, const std::string& description) {
     CLI::App* sub = app.add_subcommand(name, description);
+    // The global options are the top level's; given after the command, they reach it.
     sub->fallthrough();
     sub->footer(
         "\nGlobal options (--server, --output, --timeout) go before or after the command; "
         "exit codes: exportctl --help.");
-    AddGlobalOptions(sub, globals, /*top_level=*/false);
     return sub;
   };
   auto add_watch_timeout = [&](CLI::App* sub) {
@@ -378,8 +358,18 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args,
       {create, Command::kCreate}, {get, Command::kGet},           {list, Command::kList},
       {watch, Command::kWatch},   {wait, Command::kWait},         {cancel, Command::kCancel},
       {remove, Command::kDelete}, {download, Command::kDownload}, {fields, Command::kFields}};
+  bool have_command = false;
   for (const auto& entry : kCommands) {
-    if (entry.app->parsed()) inv.command = entry.command;
+    if (!entry.app->parsed()) continue;
+    inv.command = entry.command;
+    have_command = true;
+  }
+  if (!have_command) {
+    outcome.exit_code = kExitUsage;
+    outcome.err_text =
+        Cat("exportctl: INVALID_ARGUMENT: a command is required: create, get, list, watch, wait, "
+            "cancel, delete, download or fields\nRun 'exportctl --help' for usage.\n");
+    return outcome;
   }
   // The validators accepted every value, so these conversions succeed.
   inv.output = output == "json" ? OutputFormat::kJson : OutputFormat::kTable;
