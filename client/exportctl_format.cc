@@ -170,8 +170,7 @@ std::string RenderJobTable(const ExportJob& job) {
                     ", parts of ",
                     job.part_size_bytes() > 0 ? FormatBytes(job.part_size_bytes())
                                               : std::string("the server's default size")));
-  if (job.status() == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING ||
-      job.status() == exportjobs::v1::EXPORT_JOB_STATUS_PENDING) {
+  if (job.status() == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING) {
     add("progress", JobProgressText(job));
   }
   if (job.status() == exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) {
