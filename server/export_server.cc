@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -19,6 +20,7 @@
 #include "server/executor.h"
 #include "server/export_service.h"
 #include "server/http_server.h"
+#include "server/job_events.h"
 #include "server/job_manager.h"
 #include "server/metrics.h"
 #include "server/progress_hub.h"
@@ -134,6 +136,10 @@ class ExportServer::Impl {
   void ShutdownOnce() {
     stage.store(Stage::kDraining);
     if (server) {
+      LogEvent(LogLevel::kInfo, "server.draining",
+               {{"grpc_address", address},
+                {"calls_in_flight", service->calls().in_flight() + workers->calls().in_flight()},
+                {"watchers", hub().watcher_count()}});
       // Every name NOT_SERVING, for good.
       server->GetHealthCheckService()->Shutdown();
       // New calls are answered UNAVAILABLE; watchers get what is queued and an UNAVAILABLE
@@ -146,8 +152,10 @@ class ExportServer::Impl {
       const bool drained = service->calls().AwaitIdle(deadline) &&
                            workers->calls().AwaitIdle(deadline) && hub().AwaitNoWatchers(deadline);
       if (!drained) {
-        std::fprintf(stderr, "export-server: calls still running after %s are cancelled\n",
-                     absl::FormatDuration(options.shutdown_grace).c_str());
+        LogEvent(LogLevel::kWarn, "server.drain_timeout",
+                 {{"shutdown_grace", absl::FormatDuration(options.shutdown_grace)},
+                  {"calls_in_flight", service->calls().in_flight() + workers->calls().in_flight()},
+                  {"watchers", hub().watcher_count()}});
       }
       // Nothing is left to wait for: close the connections now rather than wait for idle
       // clients to acknowledge the GOAWAY (whose clients may poll only every few seconds).
@@ -171,7 +179,9 @@ class ExportServer::Impl {
     io.reset();
     http.reset();
     blobs.reset();
+    const bool was_open = store != nullptr;
     store.reset();  // Closes RocksDB.
+    if (was_open) LogEvent(LogLevel::kInfo, "server.stopped", {{"data_dir", options.data_dir}});
   }
 };
 
@@ -248,7 +258,10 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   Executor* io = impl->io.get();
   JobManager::Options job_options = options.jobs;
   job_options.after_group = [hub] { hub->Flush(); };
-  job_options.on_commit = [metrics](const CommitReport& report) { metrics->OnCommit(report); };
+  job_options.on_commit = [metrics](const CommitReport& report) {
+    metrics->OnCommit(report);
+    LogCommit(report);  // Formats on the committer; the asynchronous logger writes.
+  };
   const DownloadSigner* signer = impl->signer.get();
   job_options.download_url = [signer](const std::string& id, int32_t part, absl::Time expires) {
     return signer->Url(id, part, expires);
@@ -256,15 +269,22 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   job_options.discard_parts = [blobs, io](const std::string& id, int64_t epoch) {
     io->Submit([blobs, id, epoch] {
       if (absl::Status deleted = blobs->DeleteParts(id, epoch); !deleted.ok()) {
-        std::fprintf(stderr, "export-server: job %s: %s\n", id.c_str(),
-                     std::string(deleted.message()).c_str());
+        LogEvent(LogLevel::kWarn, "job.parts_delete_failed",
+                 {{"job_id", id}, {"epoch", epoch}, {"error", deleted.ToString()}});
       }
     });
   };
+  const absl::Time loading_start = absl::Now();
   EXPORTD_ASSIGN_OR_RETURN(
       impl->jobs,
       JobManager::Start(impl->store.get(), options.clock, impl->readers.get(), job_options,
                         [hub](const JobChange& change) { hub->Publish(change); }));
+  int64_t queued = 0;
+  for (int64_t n : impl->jobs->counts().queued) queued += n;
+  LogEvent(LogLevel::kInfo, "server.recovered",
+           {{"data_dir", options.data_dir},
+            {"queued_jobs", queued},
+            {"seconds", absl::ToDoubleSeconds(absl::Now() - loading_start)}});
   impl->serving_jobs.store(impl->jobs.get());
   impl->stage.store(Impl::Stage::kStartingGrpc);
   impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
@@ -304,13 +324,10 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
             [metrics = impl->metrics.get()](absl::StatusOr<std::pair<int, int>> swept) {
               metrics->JanitorRun(swept.ok());
               if (!swept.ok()) {
-                std::fprintf(stderr, "export-server: janitor: %s\n",
-                             std::string(swept.status().message()).c_str());
-              } else if (swept->first + swept->second > 0) {
-                std::fprintf(stderr,
-                             "export-server: janitor: %d expired files removed, "
-                             "%d old jobs deleted\n",
-                             swept->first, swept->second);
+                LogEvent(LogLevel::kWarn, "janitor.failed", {{"error", swept.status().ToString()}});
+              } else {
+                LogEvent(LogLevel::kInfo, "janitor.run",
+                         {{"expired_files", swept->first}, {"deleted_jobs", swept->second}});
               }
             });
       }

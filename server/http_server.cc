@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/logging.h"
 #include "common/str_cat.h"
 #include "server/export_file.h"
 #include "server/http_range.h"
@@ -123,8 +124,7 @@ void SetErrorFromStatus(const std::string& path, httplib::Response& res,
       status.code() != absl::StatusCode::kInvalidArgument &&
       status.code() != absl::StatusCode::kFailedPrecondition) {
     // The server's own failure: the operator needs the details the body leaves out.
-    std::fprintf(stderr, "export-server: http: GET %s: %s\n", path.c_str(),
-                 status.ToString().c_str());
+    LogEvent(LogLevel::kWarn, "http.error", {{"path", path}, {"error", status.ToString()}});
   }
   switch (status.code()) {
     case absl::StatusCode::kPermissionDenied:
@@ -301,8 +301,8 @@ void AnswerJson(const httplib::Request& req, httplib::Response& res,
   if (result.ok()) return SetJson(res, 200, render(*result));
   if (HttpStatusForCode(result.status().code()) >= 500) {
     // The body leaves the details out; the operator needs them.
-    std::fprintf(stderr, "export-server: http: GET %s: %s\n", req.path.c_str(),
-                 result.status().ToString().c_str());
+    LogEvent(LogLevel::kWarn, "http.error",
+             {{"path", req.path}, {"error", result.status().ToString()}});
   }
   SetJson(res, HttpStatusForCode(result.status().code()), ErrorJson(result.status()));
 }

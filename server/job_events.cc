@@ -1,5 +1,10 @@
 #include "server/job_events.h"
 
+#include <vector>
+
+#include "common/job_json.h"
+#include "common/logging.h"
+
 namespace exportd {
 
 ChangeMeaning Classify(const JobChange& change, ChangeCause cause) {
@@ -87,6 +92,105 @@ std::string_view EventName(const ChangeMeaning& meaning) {
       break;
   }
   return "job.updated";
+}
+
+namespace {
+
+std::string EntityName(const JobRecord& record) {
+  return std::string(EntityTypeJsonName(record.job().entity_type()));
+}
+
+std::string_view OutcomeName(JobEvent event) {
+  switch (event) {
+    case JobEvent::kRetried:
+      return "retried";
+    case JobEvent::kFailed:
+      return "failed";
+    case JobEvent::kCancelled:
+      return "cancelled";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+void LogCommit(const CommitReport& report) {
+  for (size_t i = 0; i < report.changes.size(); ++i) {
+    const JobChange& change = report.changes[i];
+    const ChangeMeaning meaning = Classify(change, report.causes[i]);
+    const std::string& note = i < report.notes.size() ? report.notes[i] : std::string();
+    LogLevel level = LogLevel::kInfo;
+    if (meaning.lease_expired || meaning.event == JobEvent::kFailed) level = LogLevel::kWarn;
+    if (meaning.event == JobEvent::kProgress || meaning.event == JobEvent::kPartUploaded ||
+        meaning.event == JobEvent::kUpdated) {
+      level = LogLevel::kDebug;
+    }
+    if (!LogEnabled(level)) continue;
+    const JobRecord& record = change.after ? *change.after : *change.before;
+    const ExportJob& job = record.job();
+    std::vector<LogField> fields;
+    fields.emplace_back("job_id", job.id());
+    fields.emplace_back("revision", job.revision());
+    if (meaning.lease_expired) {
+      fields.emplace_back("entity_type", EntityName(record));
+      fields.emplace_back("worker_id", change.before->lease().worker_id());
+      fields.emplace_back("attempt", change.before->job().attempt());
+      fields.emplace_back("outcome", std::string(OutcomeName(meaning.event)));
+      LogEvent(level, EventName(meaning), fields);
+      continue;
+    }
+    switch (meaning.event) {
+      case JobEvent::kCreated:
+        fields.emplace_back("entity_type", EntityName(record));
+        fields.emplace_back("request_id", job.request_id());
+        break;
+      case JobEvent::kClaimed:
+        fields.emplace_back("entity_type", EntityName(record));
+        fields.emplace_back("worker_id", record.lease().worker_id());
+        fields.emplace_back("attempt", job.attempt());
+        break;
+      case JobEvent::kCompleted:
+        fields.emplace_back("entity_type", EntityName(record));
+        fields.emplace_back("attempt", job.attempt());
+        fields.emplace_back("record_count", job.record_count());
+        fields.emplace_back("file_parts", job.file_parts());
+        fields.emplace_back("file_size_bytes", job.file_size_bytes());
+        break;
+      case JobEvent::kFailed:
+        fields.emplace_back("entity_type", EntityName(record));
+        fields.emplace_back("attempt", job.attempt());
+        fields.emplace_back("error", job.error_message());
+        break;
+      case JobEvent::kRetried:
+        fields.emplace_back("entity_type", EntityName(record));
+        fields.emplace_back("attempt", change.before->job().attempt());
+        fields.emplace_back("error", note);
+        fields.emplace_back("retry_at", Rfc3339(record.ready_at()));
+        break;
+      case JobEvent::kCancelled:
+      case JobEvent::kCancelRequested:
+        fields.emplace_back("entity_type", EntityName(record));
+        break;
+      case JobEvent::kReleased:
+        fields.emplace_back("entity_type", EntityName(record));
+        fields.emplace_back("worker_id", change.before->lease().worker_id());
+        break;
+      case JobEvent::kDeleted:
+        fields.emplace_back("reason", meaning.by_janitor ? "retention" : "request");
+        break;
+      case JobEvent::kProgress:
+        fields.emplace_back("records_processed", job.progress().records_processed());
+        break;
+      case JobEvent::kPartUploaded:
+        fields.emplace_back("parts_uploaded", job.progress().parts_uploaded());
+        break;
+      case JobEvent::kFilesExpired:
+      case JobEvent::kUpdated:
+        break;
+    }
+    LogEvent(level, EventName(meaning), fields);
+  }
 }
 
 }  // namespace exportd

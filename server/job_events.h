@@ -42,4 +42,21 @@ ChangeMeaning Classify(const JobChange& change, ChangeCause cause);
 // lease_expired), ...
 std::string_view EventName(const ChangeMeaning& meaning);
 
+// Writes one log line per change of a group commit (JobManager::Options::on_commit), with the
+// job's id, revision and what the event is about:
+//   job.created          entity_type, request_id
+//   job.claimed          entity_type, worker_id, attempt
+//   job.completed        entity_type, attempt, record_count, file_parts, file_size_bytes
+//   job.failed (warn)    entity_type, attempt, error
+//   job.retried          entity_type, attempt, error, retry_at
+//   job.lease_expired (warn)  entity_type, worker_id, attempt, outcome (retried, failed,
+//                        cancelled)
+//   job.cancelled        entity_type
+//   job.cancel_requested entity_type
+//   job.released         entity_type, worker_id
+//   job.deleted          reason (request, retention)
+//   job.files_expired
+//   job.progress, job.part_uploaded, job.updated (debug)
+void LogCommit(const CommitReport& report);
+
 }  // namespace exportd

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "server/job_txn.h"
@@ -86,6 +87,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(JobStore* store, c
     manager->counted_ = true;
   } else {
     manager->count_floor_ = last_id + '\x01';
+    manager->count_started_ = absl::Now();
   }
   manager->committer_ = std::thread([m = manager.get()] { m->CommitLoop(); });
   if (!last_id.empty()) manager->Enqueue(manager->CountOp());
@@ -148,8 +150,8 @@ void JobManager::CommitLoop() {
       const absl::Time write_start = absl::Now();
       written = store_->Commit(txn.changes());
       if (written.ok() && options_.on_commit) {
-        options_.on_commit(CommitReport{txn.changes(), txn.causes(), static_cast<int>(group.size()),
-                                        absl::Now() - write_start});
+        options_.on_commit(CommitReport{txn.changes(), txn.causes(), txn.notes(),
+                                        static_cast<int>(group.size()), absl::Now() - write_start});
       }
     }
     if (written.ok()) {
@@ -184,31 +186,38 @@ void JobManager::CountChanges(const std::vector<JobChange>& changes) {
 }
 
 JobManager::Op JobManager::CountOp() {
-  return Op{[this](Txn&) {
-              // Runs between the group's reads and its write: what it reads is what is stored
-              // before the group, and the group's changes to the jobs it counts are applied
-              // after the write by CountChanges, as for every counted job.
-              ListQuery query;
-              query.before_id = count_floor_;
-              query.limit = options_.count_page_size;
-              absl::StatusOr<ListResult> page = store_->List(query);
-              if (!page.ok()) {
-                count_stalled_ = true;  // Tick resumes.
-                return;
-              }
-              for (const JobRecord& record : page->jobs) {
-                by_status_[static_cast<size_t>(record.job().status())] += 1;
-              }
-              if (page->more && !page->jobs.empty()) {
-                count_floor_ = page->jobs.back().job().id();
-                Enqueue(CountOp());
-                return;
-              }
-              count_floor_.clear();
-              absl::MutexLock lock(&counted_mu_);
-              counted_ = true;
-            },
-            nullptr};
+  return Op{
+      [this](Txn&) {
+        // Runs between the group's reads and its write: what it reads is what is stored
+        // before the group, and the group's changes to the jobs it counts are applied
+        // after the write by CountChanges, as for every counted job.
+        ListQuery query;
+        query.before_id = count_floor_;
+        query.limit = options_.count_page_size;
+        absl::StatusOr<ListResult> page = store_->List(query);
+        if (!page.ok()) {
+          count_stalled_ = true;  // Tick resumes.
+          LogEvent(LogLevel::kWarn, "server.count_failed", {{"error", page.status().ToString()}});
+          return;
+        }
+        for (const JobRecord& record : page->jobs) {
+          by_status_[static_cast<size_t>(record.job().status())] += 1;
+        }
+        if (page->more && !page->jobs.empty()) {
+          count_floor_ = page->jobs.back().job().id();
+          Enqueue(CountOp());
+          return;
+        }
+        count_floor_.clear();
+        int64_t jobs = 0;
+        for (const auto& n : by_status_) jobs += n.load();
+        LogEvent(
+            LogLevel::kInfo, "server.jobs_counted",
+            {{"jobs", jobs}, {"seconds", absl::ToDoubleSeconds(absl::Now() - count_started_)}});
+        absl::MutexLock lock(&counted_mu_);
+        counted_ = true;
+      },
+      nullptr};
 }
 
 JobManager::Counts JobManager::counts() const {

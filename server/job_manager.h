@@ -62,6 +62,9 @@ enum class ChangeCause : uint8_t {
 struct CommitReport {
   std::span<const JobChange> changes;
   std::span<const ChangeCause> causes;  // causes[i] is why changes[i] was made
+  // notes[i] says more about changes[i] when the records do not (else empty): the worker's
+  // error message of a failure (kFail), also when the job is retried.
+  std::span<const std::string> notes;
   // Requests applied in the group (some change nothing, some several jobs).
   int requests = 0;
   // How long the synced write took.
@@ -289,6 +292,7 @@ class JobManager {
   // job is counted. count_stalled_: a page failed to read; the next Tick resumes the count.
   std::string count_floor_;
   bool count_stalled_ = false;
+  absl::Time count_started_;
   mutable absl::Mutex counted_mu_;
   bool counted_ ABSL_GUARDED_BY(counted_mu_) = false;
 

@@ -426,7 +426,8 @@ void JobManager::Fail(exportjobs::v1::FailExportJobRequest request, JobCallback 
         EndAttempt(after);
         txn.Discard(request.job_id(), before.lease().epoch());
         ExportJob result = after.job();
-        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kFail);
+        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kFail,
+                  request.error_message());
         return result;
       },
       std::move(done)));

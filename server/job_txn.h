@@ -61,7 +61,9 @@ class JobManager::Txn {
     return store_->FindByRequestId(tenant, request_id);
   }
 
-  void Stage(JobChange change, ChangeCause cause) {
+  // `note` says more about the change than the records do (e.g. the worker's error message of a
+  // failure that is retried); it goes to the commit report.
+  void Stage(JobChange change, ChangeCause cause, std::string note = "") {
     const JobRecord& any = change.after ? *change.after : *change.before;
     const std::string& request_id = any.job().request_id();
     if (!request_id.empty() && (!change.before || !change.after)) {
@@ -71,11 +73,13 @@ class JobManager::Txn {
     overlay_[any.job().id()] = change.after;
     changes_.push_back(std::move(change));
     causes_.push_back(cause);
+    notes_.push_back(std::move(note));
   }
 
   std::vector<JobChange>& changes() { return changes_; }
   // causes()[i] is why changes()[i] was staged.
   const std::vector<ChangeCause>& causes() const { return causes_; }
+  const std::vector<std::string>& notes() const { return notes_; }
 
   // Parts to delete once the group is written: (job id, epoch; -1 for all).
   void Discard(const std::string& id, int64_t epoch) { discards_.emplace_back(id, epoch); }
@@ -92,6 +96,7 @@ class JobManager::Txn {
   absl::flat_hash_map<std::string, std::optional<std::string>> request_ids_;
   std::vector<JobChange> changes_;
   std::vector<ChangeCause> causes_;
+  std::vector<std::string> notes_;
   std::vector<std::pair<std::string, int64_t>> discards_;
 };
 

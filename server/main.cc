@@ -3,8 +3,9 @@
 //   export-server --data_dir=data --grpc_address=127.0.0.1:50051
 //
 // Prints "http listening on HOST:PORT" and then "grpc listening on HOST:PORT" to stdout once
-// serving. SIGINT or SIGTERM shut it down
-// gracefully; it exits 0 after a clean shutdown and 1 when it cannot start.
+// serving, and logs one JSON object per line to stderr (common/logging.h; --log_level).
+// Unusable flags are reported as plain text on stderr before anything runs. SIGINT or SIGTERM
+// shut it down gracefully; it exits 0 after a clean shutdown and 1 when it cannot start.
 #include <signal.h>
 
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/logging.h"
 #include "server/export_server.h"
 
 ABSL_FLAG(std::string, data_dir, "data", "Directory for the job database (created when missing).");
@@ -78,22 +80,34 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Job events are logged on the committer thread and RPC errors on gRPC threads: neither may
+  // wait for stderr, so lines are queued and written by spdlog's background thread.
+  exportd::InitLogging({.level = absl::GetFlag(FLAGS_log_level), .async = true});
+  exportd::LogEvent(exportd::LogLevel::kInfo, "server.starting",
+                    {{"data_dir", options.data_dir},
+                     {"grpc_address", options.grpc_address},
+                     {"http_address", options.http_address}});
   auto server = exportd::ExportServer::Start(options);
   if (!server.ok()) {
-    std::cerr << "export-server: cannot start: " << server.status().message() << "\n";
+    exportd::LogEvent(exportd::LogLevel::kError, "server.start_failed",
+                      {{"error", server.status().ToString()}});
+    exportd::ShutdownLogging();
     return 1;
   }
   // The HTTP line first: a reader that waits for the gRPC line has both.
   std::printf("http listening on %s\n", (*server)->http_address().c_str());
   std::printf("grpc listening on %s\n", (*server)->grpc_address().c_str());
   std::fflush(stdout);
-  std::cerr << "export-server: serving jobs from " << options.data_dir << "\n";
+  exportd::LogEvent(exportd::LogLevel::kInfo, "server.listening",
+                    {{"grpc_address", (*server)->grpc_address()},
+                     {"http_address", (*server)->http_address()},
+                     {"data_dir", options.data_dir}});
 
   int received = 0;
   sigwait(&signals, &received);
-  std::cerr << "export-server: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
-            << ", shutting down\n";
+  exportd::LogEvent(exportd::LogLevel::kInfo, "server.signal",
+                    {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
   (*server)->Shutdown();
-  std::cerr << "export-server: stopped\n";
+  exportd::ShutdownLogging();
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/job_json.h"
+#include "common/logging.h"
 #include "exportjobs/v1/export_service.pb.h"
 #include "exportjobs/v1/worker_service.pb.h"
 #include "grpcpp/support/interceptor.h"
@@ -355,24 +356,51 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
       : method_(method), start_(std::chrono::steady_clock::now()) {}
 
   ~RpcInterceptor() override {
-    if (!recorded_) Record(grpc::StatusCode::CANCELLED);
+    if (!recorded_) Record(grpc::Status::CANCELLED);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      Record(methods->GetSendStatus().error_code());
+      Record(methods->GetSendStatus());
     }
     methods->Proceed();
   }
 
  private:
-  void Record(grpc::StatusCode code) {
+  void Record(const grpc::Status& status) {
     if (recorded_) return;
     recorded_ = true;
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start_;
     method_->latency->Observe(took.count());
-    method_->Handled(static_cast<int>(code));
+    method_->Handled(static_cast<int>(status.error_code()));
+    if (!IsExpected(status.error_code())) {
+      // Queued for the asynchronous logger: no I/O on this (gRPC) thread.
+      LogEvent(LogLevel::kWarn, "rpc.error",
+               {{"service", method_->service},
+                {"method", method_->method},
+                {"code", CodeName(static_cast<int>(status.error_code()))},
+                {"message", status.error_message()},
+                {"duration_ms", took.count() * 1000}});
+    }
+  }
+
+  // The outcomes of normal operation: success, a caller that went away, and the domain errors
+  // the API answers (see docs/architecture.md). Anything else is worth a warning.
+  static bool IsExpected(grpc::StatusCode code) {
+    switch (code) {
+      case grpc::StatusCode::OK:
+      case grpc::StatusCode::CANCELLED:
+      case grpc::StatusCode::INVALID_ARGUMENT:
+      case grpc::StatusCode::NOT_FOUND:
+      case grpc::StatusCode::ALREADY_EXISTS:
+      case grpc::StatusCode::FAILED_PRECONDITION:
+      case grpc::StatusCode::ABORTED:
+      case grpc::StatusCode::OUT_OF_RANGE:
+        return true;
+      default:
+        return false;
+    }
   }
 
   const MethodMetrics* const method_;

@@ -7,7 +7,8 @@
 //    cancelled, retries, lease expiries, releases, deletes, expired files, uploaded parts, and
 //    the size and write time of each group commit;
 //  - every call of ExportService and WorkerService, by a gRPC server interceptor (see
-//    NewRpcInterceptorFactory): its duration and its status code;
+//    NewRpcInterceptorFactory): its duration and its status code (the interceptor also logs
+//    "rpc.error" at warn for codes other than OK, CANCELLED and the domain errors);
 //  - part bytes written by uploads, and janitor runs.
 // Gauges are read at each scrape from Sources instead: jobs by status and queued jobs (kept
 // incrementally by the JobManager, so a scrape never reads the store), watch streams, waiting

@@ -1,0 +1,231 @@
+// Structured logging (common/logging.h): each line one JSON object with ts, level, event and the
+// fields in order, properly escaped; levels; the flag's parsing; and the asynchronous logger
+// writing to the real stderr (a pipe), observed from a child process.
+#include "common/logging.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace exportd::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::MatchesRegex;
+using Json = nlohmann::ordered_json;
+
+std::vector<std::string> Keys(const Json& object) {
+  std::vector<std::string> keys;
+  for (auto it = object.begin(); it != object.end(); ++it) keys.push_back(it.key());
+  return keys;
+}
+
+TEST(LoggingTest, ALineIsOneJsonObjectWithTheFieldsInOrder) {
+  LogCapture capture;
+  LogEvent(LogLevel::kInfo, "job.created",
+           {{"job_id", "0123456789abcdef01234567"},
+            {"request_id", "r-1"},
+            {"entity_type", "accounts"},
+            {"attempt", 2},
+            {"ok", true},
+            {"none", nullptr}});
+  std::vector<std::string> lines = capture.Lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].find('\n'), std::string::npos);
+  Json line = Json::parse(lines[0]);
+  EXPECT_THAT(Keys(line), ElementsAre("ts", "level", "event", "job_id", "request_id", "entity_type",
+                                      "attempt", "ok", "none"));
+  EXPECT_THAT(line["ts"].get<std::string>(),
+              MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z"));
+  EXPECT_EQ(line["level"], "info");
+  EXPECT_EQ(line["event"], "job.created");
+  EXPECT_EQ(line["job_id"], "0123456789abcdef01234567");
+  EXPECT_EQ(line["attempt"], 2);
+  EXPECT_EQ(line["ok"], true);
+  EXPECT_TRUE(line["none"].is_null());
+}
+
+TEST(LoggingTest, ValuesAreEscapedAndInvalidUtf8IsReplaced) {
+  LogCapture capture;
+  const std::string nasty = "quote \" backslash \\ newline \n tab \t nul " + std::string(1, '\0') +
+                            " bell \x07 caf\xc3\xa9";
+  LogEvent(LogLevel::kWarn, "job.failed",
+           {{"error", nasty}, {"bytes", std::string("bad \xff\xfe utf-8")}});
+  std::vector<std::string> lines = capture.Lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].find('\n'), std::string::npos) << lines[0];
+  Json line = Json::parse(lines[0]);
+  EXPECT_EQ(line["error"], nasty);
+  EXPECT_EQ(line["bytes"], "bad \xef\xbf\xbd\xef\xbf\xbd utf-8");
+  EXPECT_EQ(line["level"], "warn");
+}
+
+TEST(LoggingTest, ReservedNamesAreRenamed) {
+  LogCapture capture;
+  LogEvent(LogLevel::kInfo, "x", {{"event", "y"}, {"ts", 1}});
+  Json line = Json::parse(capture.Lines().at(0));
+  EXPECT_EQ(line["event"], "x");
+  EXPECT_EQ(line["field_event"], "y");
+  EXPECT_EQ(line["field_ts"], 1);
+}
+
+TEST(LoggingTest, FieldsBuiltAtRunTime) {
+  LogCapture capture;
+  std::vector<LogField> fields;
+  fields.emplace_back("n", 1);
+  fields.emplace_back("list", Json::array({1, "two"}));
+  LogEvent(LogLevel::kError, "server.error", fields);
+  Json line = Json::parse(capture.Lines().at(0));
+  EXPECT_EQ(line["level"], "error");
+  EXPECT_EQ(line["list"].dump(), "[1,\"two\"]");
+}
+
+TEST(LoggingTest, LinesBelowTheLevelAreNotWritten) {
+  LogCapture capture(LogLevel::kWarn);
+  EXPECT_FALSE(LogEnabled(LogLevel::kInfo));
+  EXPECT_TRUE(LogEnabled(LogLevel::kError));
+  LogEvent(LogLevel::kDebug, "a");
+  LogEvent(LogLevel::kInfo, "b");
+  LogEvent(LogLevel::kWarn, "c");
+  LogEvent(LogLevel::kError, "d");
+  LogEvent(LogLevel::kOff, "e");
+  std::vector<std::string> events;
+  for (const std::string& line : capture.Lines()) events.push_back(Json::parse(line)["event"]);
+  EXPECT_THAT(events, ElementsAre("c", "d"));
+}
+
+TEST(LoggingTest, CapturesNestAndRestore) {
+  LogCapture outer;
+  {
+    LogCapture inner;
+    LogEvent(LogLevel::kInfo, "inner");
+    EXPECT_EQ(inner.Lines().size(), 1u);
+  }
+  LogEvent(LogLevel::kInfo, "outer");
+  ASSERT_EQ(outer.Lines().size(), 1u);
+  EXPECT_EQ(outer.Events("outer").size(), 1u);
+  EXPECT_EQ(outer.Events("inner").size(), 0u);
+}
+
+TEST(LoggingTest, ManyThreadsWriteWholeLines) {
+  LogCapture capture;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t] {
+      for (int i = 0; i < 200; ++i) LogEvent(LogLevel::kInfo, "tick", {{"t", t}, {"i", i}});
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::vector<std::string> lines = capture.Lines();
+  ASSERT_EQ(lines.size(), 800u);
+  for (const std::string& line : lines) {
+    EXPECT_FALSE(Json::parse(line, nullptr, false).is_discarded()) << line;
+  }
+}
+
+TEST(LoggingTest, TheLevelFlagParsesItsNames) {
+  LogLevel level = LogLevel::kInfo;
+  std::string error;
+  EXPECT_TRUE(AbslParseFlag("debug", &level, &error));
+  EXPECT_EQ(level, LogLevel::kDebug);
+  EXPECT_TRUE(AbslParseFlag("off", &level, &error));
+  EXPECT_EQ(level, LogLevel::kOff);
+  EXPECT_FALSE(AbslParseFlag("loud", &level, &error));
+  EXPECT_EQ(error, "must be one of debug, info, warn, error, off");
+  EXPECT_EQ(AbslUnparseFlag(LogLevel::kWarn), "warn");
+  EXPECT_EQ(absl::GetFlag(FLAGS_log_level), LogLevel::kInfo);
+}
+
+// Runs `body` in a child process whose stderr is a pipe; returns what it wrote there.
+template <typename Body>
+std::string ChildStderr(Body body) {
+  int fds[2];
+  if (pipe(fds) != 0) return "pipe failed";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], 2);
+    body();
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string out;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buffer, sizeof(buffer))) > 0) out.append(buffer, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return out;
+}
+
+TEST(LoggingTest, TheAsynchronousLoggerWritesEveryLineToStderrByShutdown) {
+  const std::string written = ChildStderr([] {
+    InitLogging({.level = LogLevel::kInfo, .async = true, .queue_lines = 1024});
+    for (int i = 0; i < 100; ++i) LogEvent(LogLevel::kInfo, "n", {{"i", i}});
+    LogEvent(LogLevel::kDebug, "hidden");
+    ShutdownLogging();
+    LogEvent(LogLevel::kInfo, "after");  // Synchronous from here on.
+  });
+  std::vector<std::string> lines = absl::StrSplit(written, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 101u) << written;
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(Json::parse(lines[i])["i"], i);
+  EXPECT_EQ(Json::parse(lines[100])["event"], "after");
+}
+
+TEST(LoggingTest, AStuckStderrNeverBlocksTheCallerItDropsTheOldestLines) {
+  // The child's stderr is a pipe nobody reads until the child has reported: once the pipe is
+  // full the background writer waits, and the callers must not.
+  int err[2];
+  int report[2];
+  ASSERT_EQ(pipe(err), 0);
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(err[0]);
+    close(report[0]);
+    dup2(err[1], 2);
+    InitLogging({.level = LogLevel::kInfo, .async = true, .queue_lines = 4});
+    const std::string padding(200, 'x');
+    for (int i = 0; i < 5000; ++i) LogEvent(LogLevel::kInfo, "n", {{"i", i}, {"pad", padding}});
+    const std::string dropped = std::to_string(DroppedLogLines());
+    if (write(report[1], dropped.data(), dropped.size()) < 0) _exit(2);
+    _exit(0);  // Without ShutdownLogging: the writer is still stuck.
+  }
+  close(err[1]);
+  close(report[1]);
+  std::string dropped;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(report[0], buffer, sizeof(buffer))) > 0) dropped.append(buffer, n);
+  close(report[0]);
+  while (read(err[0], buffer, sizeof(buffer)) > 0) {
+  }
+  close(err[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // 5000 lines of ~250 bytes do not fit a 64 KiB pipe and a queue of 4.
+  EXPECT_GT(std::stoi(dropped), 4000) << dropped;
+}
+
+TEST(LoggingTest, TheDefaultLoggerWritesToStderrAtInfo) {
+  const std::string written = ChildStderr([] {
+    LogEvent(LogLevel::kDebug, "hidden");
+    LogEvent(LogLevel::kInfo, "shown", {{"k", "v"}});
+  });
+  Json line = Json::parse(written);
+  EXPECT_EQ(line["event"], "shown");
+  EXPECT_EQ(line["k"], "v");
+}
+
+}  // namespace
+}  // namespace exportd::testing
