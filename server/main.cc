@@ -1,6 +1,10 @@
 // export-server: serves ExportService over gRPC and keeps the jobs in RocksDB.
 //
 //   export-server --data_dir=data --grpc_address=127.0.0.1:50051
+//   EXPORTD_DATA_DIR=/var/lib/exportd export-server --config=/etc/exportd/export-server.conf
+//
+// Every flag can also come from the environment (EXPORTD_<NAME>) or a config file; see
+// common/config.h for the precedence.
 //
 // Prints "http listening on HOST:PORT" and then "grpc listening on HOST:PORT" to stdout once
 // serving, and logs one JSON object per line to stderr (common/logging.h; --log_level).
@@ -12,8 +16,7 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "common/config.h"
 #include "common/logging.h"
 #include "server/export_server.h"
 
@@ -21,7 +24,8 @@ ABSL_FLAG(std::string, data_dir, "data", "Directory for the job database (create
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
           "HOST:PORT for the gRPC API; port 0 picks a free port.");
 ABSL_FLAG(std::string, http_address, "127.0.0.1:8080",
-          "HOST:PORT of the HTTP port (signed downloads, /healthz); port 0 picks a free port.");
+          "HOST:PORT of the HTTP port (signed downloads, the JSON view of the jobs, /metrics, "
+          "/healthz, /readyz); port 0 picks a free port.");
 ABSL_FLAG(std::string, public_url, "",
           "Scheme, host and port that download URLs start with; empty: http://<http_address>.");
 ABSL_FLAG(std::string, signing_key_file, "",
@@ -43,8 +47,19 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(int, read_threads, 2, "Threads serving reads from the job database.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Serves export jobs over gRPC. Flags:");
-  absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<std::vector<char*>> positional = exportd::LoadConfig(
+      argc, argv, "export-server",
+      "Serves export jobs: the gRPC API (ExportService, WorkerService, health, reflection) and "
+      "an HTTP port for downloads, the JSON view of the jobs, /metrics, /healthz and /readyz.");
+  if (!positional.ok()) {
+    std::cerr << "export-server: " << positional.status().message() << "\n";
+    return 1;
+  }
+  if (positional->size() > 1) {
+    std::cerr << "export-server: unexpected argument \"" << (*positional)[1]
+              << "\" (every setting is a flag; see --help)\n";
+    return 1;
+  }
 
   // Block the shutdown signals in every thread; this thread waits for them below.
   sigset_t signals;
