@@ -268,7 +268,7 @@ class ServerMetrics::Impl {
     }
   }
 
-  // The live gauges, read from the sources.
+  // The live gauges (and the dropped log lines), read from the sources.
   std::vector<prometheus::MetricFamily> Gauges() const {
     std::vector<prometheus::MetricFamily> gauges;
     const std::optional<JobManager::Counts> counts =
@@ -309,6 +309,14 @@ class ServerMetrics::Impl {
       AddGauge(waiting, static_cast<double>(sources_.waiting_claims()));
       gauges.push_back(std::move(waiting));
     }
+    prometheus::MetricFamily dropped;
+    dropped.name = "exportd_log_lines_dropped_total";
+    dropped.help = "Log lines dropped because the asynchronous log queue was full.";
+    dropped.type = prometheus::MetricType::Counter;
+    prometheus::ClientMetric dropped_lines;
+    dropped_lines.counter.value = static_cast<double>(DroppedLogLines());
+    dropped.metric.push_back(std::move(dropped_lines));
+    gauges.push_back(std::move(dropped));
     if (sources_.ready) {
       prometheus::MetricFamily ready = GaugeFamily(
           "exportd_ready", "1 while the server is ready to serve (see /readyz), else 0.");

@@ -12,7 +12,7 @@
 //  - part bytes written by uploads, and janitor runs.
 // Gauges are read at each scrape from Sources instead: jobs by status and queued jobs (kept
 // incrementally by the JobManager, so a scrape never reads the store), watch streams, waiting
-// claims and readiness.
+// claims and readiness; and the log lines the asynchronous logger dropped.
 //
 // Every name starts with exportd_; docs/architecture.md (Operations) lists them.
 //

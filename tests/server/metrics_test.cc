@@ -226,6 +226,7 @@ TEST_F(MetricsTest, CountsAKnownSequenceOfCallsExactly) {
   EXPECT_EQ(m[Series("exportd_parts_uploaded_total")], 1);
   EXPECT_EQ(m[Series("exportd_upload_bytes_total")], 11);
   EXPECT_EQ(m[Series("exportd_export_files_expired_total")], 0);
+  EXPECT_EQ(m[Series("exportd_log_lines_dropped_total")], 0);
 
   // Gauges: two jobs pending (both retried), one completed; the deleted one is gone.
   EXPECT_EQ(m[Series("exportd_jobs", {{"status", "pending"}})], 2);
