@@ -39,10 +39,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "client/export_client.h"
 #include "client/exportctl_resume.h"
 #include "common/job_json.h"
