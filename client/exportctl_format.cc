@@ -218,12 +218,7 @@ std::string RenderJobListTable(const std::vector<ExportJob>& jobs) {
 
 std::string RenderJobListJson(const std::vector<ExportJob>& jobs,
                               std::string_view next_page_token) {
-  Json list = Json::array();
-  for (const ExportJob& job : jobs) list.push_back(JobJson(job));
-  Json out = Json::object();
-  out["export_jobs"] = std::move(list);
-  out["next_page_token"] = std::string(next_page_token);
-  return Dump(out);
+  return Dump(JobListJson(jobs, next_page_token));
 }
 
 std::string RenderFieldsTable(const std::vector<exportjobs::v1::ExportableField>& fields) {

@@ -138,6 +138,15 @@ Json JobJson(const ExportJob& job) {
   return out;
 }
 
+Json JobListJson(const std::vector<ExportJob>& jobs, std::string_view next_page_token) {
+  Json list = Json::array();
+  for (const ExportJob& job : jobs) list.push_back(JobJson(job));
+  Json out = Json::object();
+  out["export_jobs"] = std::move(list);
+  if (!next_page_token.empty()) out["next_page_token"] = next_page_token;
+  return out;
+}
+
 std::string RenderJobJson(const ExportJob& job, int indent) {
   return JobJson(job).dump(indent, ' ', /*ensure_ascii=*/false,
                            nlohmann::ordered_json::error_handler_t::replace);

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "exportjobs/v1/export_job.pb.h"
 #include "nlohmann/json.hpp"
@@ -29,6 +30,11 @@ nlohmann::ordered_json JobJson(const exportjobs::v1::ExportJob& job);
 
 // JobJson(job) serialised: on one line when indent < 0, else pretty-printed with that indent.
 std::string RenderJobJson(const exportjobs::v1::ExportJob& job, int indent = -1);
+
+// A page of jobs: {"export_jobs": [JobJson(job), ...], "next_page_token": "..."}, the token
+// left out when it is empty (the last page).
+nlohmann::ordered_json JobListJson(const std::vector<exportjobs::v1::ExportJob>& jobs,
+                                   std::string_view next_page_token);
 
 // The schema's name of an entity type ("buying_groups"); "" for UNSPECIFIED or unknown values.
 std::string_view EntityTypeJsonName(exportjobs::v1::EntityType type);

@@ -78,11 +78,7 @@ absl::Status CheckNoParams(const QueryParams& params) {
 }
 
 std::string ListJobsJson(const exportjobs::v1::ListExportJobsResponse& page) {
-  Json body = Json::object();
-  Json& jobs = body["export_jobs"] = Json::array();
-  for (const exportjobs::v1::ExportJob& job : page.jobs()) jobs.push_back(JobJson(job));
-  if (!page.next_page_token().empty()) body["next_page_token"] = page.next_page_token();
-  return Dump(body);
+  return Dump(JobListJson({page.jobs().begin(), page.jobs().end()}, page.next_page_token()));
 }
 
 std::string JobJsonText(const exportjobs::v1::ExportJob& job) { return Dump(JobJson(job)); }

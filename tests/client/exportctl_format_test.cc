@@ -160,7 +160,7 @@ TEST(RenderJobTest, ListJsonIsOneObjectOfJobsInTheSchemaForm) {
   EXPECT_EQ(json["export_jobs"][0]["record_count"], 3000);
   EXPECT_FALSE(json["export_jobs"][0].contains("revision"));
   EXPECT_EQ(json["next_page_token"], "next-token");
-  EXPECT_EQ(RenderJobListJson({}, ""), R"({"export_jobs":[],"next_page_token":""})");
+  EXPECT_EQ(RenderJobListJson({}, ""), R"({"export_jobs":[]})");
 }
 
 TEST(RenderFieldsTest, TableAndJson) {

@@ -148,6 +148,13 @@ TEST(JobJson, UnspecifiedEnumsAreOmitted) {
   EXPECT_EQ(RenderJobJson(job), R"({"id":"x","fields":[]})");
 }
 
+TEST(JobJson, AListHasItsJobsAndATokenOnlyWhenThereIsAnotherPage) {
+  ExportJob pending = PendingJob();
+  EXPECT_EQ(JobListJson({pending}, "tok").dump(),
+            "{\"export_jobs\":[" + RenderJobJson(pending) + "],\"next_page_token\":\"tok\"}");
+  EXPECT_EQ(JobListJson({}, "").dump(), R"({"export_jobs":[]})");
+}
+
 TEST(JobJson, EnumNamesRoundTrip) {
   for (int value = 1; value <= 6; ++value) {
     const auto type = static_cast<exportjobs::v1::EntityType>(value);
