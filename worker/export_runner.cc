@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <string_view>
 
@@ -103,7 +102,8 @@ class ExportRunner::JobRun {
       : runner_(runner),
         options_(runner->options_),
         job_(std::move(job)),
-        lease_(std::move(lease)) {
+        lease_(std::move(lease)),
+        claimed_at_(absl::Now()) {
     // The lease's length by the server's clock; its end by ours, counted from when the claim
     // was sent (so never later than the server's end, whatever the clocks' offset).
     lease_duration_ = FromProtoTime(lease_.expires_at()) - FromProtoTime(job_.started_at());
@@ -148,7 +148,9 @@ class ExportRunner::JobRun {
   void Fail(const std::string& message, bool retryable);
   void Release();
   void Drop(const std::string& why);
-  void Log(std::string_view event) const;
+  // Logs `event` with the job's worker_id, job_id and request_id before `fields`.
+  void Log(LogLevel level, std::string_view event,
+           std::initializer_list<LogField> fields = {}) const;
 
   ExportRunner* const runner_;
   const Options& options_;
@@ -156,6 +158,7 @@ class ExportRunner::JobRun {
   const Lease lease_;
   absl::Duration lease_duration_;
   absl::Time lease_end_;  // By the local clock; extended by each progress report.
+  const absl::Time claimed_at_;
 
   Stopped stopped_ = Stopped::kNo;
   absl::Status stop_status_;
@@ -166,7 +169,8 @@ class ExportRunner::JobRun {
 };
 
 void ExportRunner::JobRun::Run() {
-  Log(Cat("claimed (", EntityName(job_.entity_type()), ", attempt ", job_.attempt(), ")"));
+  Log(LogLevel::kInfo, "job.claimed",
+      {{"entity_type", EntityName(job_.entity_type())}, {"attempt", job_.attempt()}});
   if (runner_->stopping()) {
     // Claimed as Stop began: give it back unstarted.
     stopped_ = Stopped::kRelease;
@@ -414,8 +418,11 @@ void ExportRunner::JobRun::Complete() {
     return EndStopped();
   }
   runner_->Count(&Stats::completed);
-  Log(Cat("completed (", completed->record_count(), " records, ", completed->file_parts(),
-          " parts, ", completed->file_size_bytes(), " bytes)"));
+  Log(LogLevel::kInfo, "job.completed",
+      {{"records", completed->record_count()},
+       {"parts", completed->file_parts()},
+       {"bytes", completed->file_size_bytes()},
+       {"seconds", absl::ToDoubleSeconds(absl::Now() - claimed_at_)}});
 }
 
 void ExportRunner::JobRun::Fail(const std::string& message, bool retryable) {
@@ -435,12 +442,13 @@ void ExportRunner::JobRun::Fail(const std::string& message, bool retryable) {
   const ExportJob& failed = *answer;
   if (failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
     runner_->Count(&Stats::cancelled);
-    return Log("cancelled");
+    return Log(LogLevel::kInfo, "job.cancelled");
   }
   runner_->Count(&Stats::failed);
-  Log(Cat(
-      "failed: ", message,
-      failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_PENDING ? " (will be retried)" : ""));
+  Log(LogLevel::kWarn, "job.failed",
+      {{"error", message},
+       {"retryable", retryable},
+       {"will_retry", failed.status() == exportjobs::v1::EXPORT_JOB_STATUS_PENDING}});
 }
 
 void ExportRunner::JobRun::Release() {
@@ -455,19 +463,23 @@ void ExportRunner::JobRun::Release() {
   if (!status.ok()) return Drop(std::string(status.message()));
   if (released->status() == exportjobs::v1::EXPORT_JOB_STATUS_CANCELLED) {
     runner_->Count(&Stats::cancelled);
-    return Log("cancelled");
+    return Log(LogLevel::kInfo, "job.cancelled");
   }
   runner_->Count(&Stats::released);
-  Log("released");
+  Log(LogLevel::kInfo, "job.released");
 }
 
 void ExportRunner::JobRun::Drop(const std::string& why) {
   runner_->Count(&Stats::dropped);
-  Log(Cat("dropped: ", why));
+  Log(LogLevel::kWarn, "job.dropped", {{"why", why}});
 }
 
-void ExportRunner::JobRun::Log(std::string_view event) const {
-  runner_->Log(Cat("export-worker ", options_.worker_id, ": job ", job_.id(), " ", event));
+void ExportRunner::JobRun::Log(LogLevel level, std::string_view event,
+                               std::initializer_list<LogField> fields) const {
+  std::vector<LogField> all = {
+      {"worker_id", options_.worker_id}, {"job_id", job_.id()}, {"request_id", job_.request_id()}};
+  all.insert(all.end(), fields.begin(), fields.end());
+  runner_->Log(level, event, all);
 }
 
 // --- ExportRunner --------------------------------------------------------------------------
@@ -568,9 +580,10 @@ bool ExportRunner::SleepUnlessStopped(absl::Duration duration) {
   return !mu_.AwaitWithTimeout(absl::Condition(&stopping_), duration);
 }
 
-void ExportRunner::Log(const std::string& line) const {
-  if (options_.log) return options_.log(line);
-  std::fprintf(stderr, "%s\n", line.c_str());
+void ExportRunner::Log(LogLevel level, std::string_view event,
+                       const std::vector<LogField>& fields) const {
+  if (options_.log) return options_.log(level, event, fields);
+  LogEvent(level, event, fields);
 }
 
 void ExportRunner::Loop() {
@@ -592,10 +605,12 @@ void ExportRunner::Loop() {
       // Claims are retried for as long as the runner runs; the log shows the first failure of
       // a run of them and every tenth.
       if (++failures == 1 || failures % 10 == 0) {
-        Log(Cat("export-worker ", options_.worker_id, ": claiming a job failed (", failures,
-                failures == 1 ? " time" : " times in a row",
-                "): ", absl::StatusCodeToString(claimed.status().code()), ": ",
-                claimed.status().message(), "; retrying"));
+        Log(LogLevel::kWarn, "worker.claim_failed",
+            {{"worker_id", options_.worker_id},
+             {"rpc", "ClaimExportJob"},
+             {"code", absl::StatusCodeToString(claimed.status().code())},
+             {"error", std::string(claimed.status().message())},
+             {"failures", failures}});
       }
       SleepUnlessStopped(backoff);
       backoff = std::min(backoff * 2, options_.max_backoff);

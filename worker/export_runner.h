@@ -29,9 +29,17 @@
 // local I/O failure (work_dir full or unwritable, a part file unreadable) -> FailExportJob
 // (retryable = true).
 //
-// Every event is logged as one line: "export-worker <id>: job <job id> claimed (...)",
-// "... completed (N records, P parts, B bytes)", "... failed: <message>", "... released",
-// "... cancelled", "... dropped: <why>".
+// Every event is logged as one structured event (common/logging.h), each with worker_id, and
+// job_id and request_id (the job's) where there is a job:
+//   job.claimed    info   entity_type, attempt
+//   job.completed  info   records, parts, bytes, seconds (from the claim)
+//   job.failed     warn   error, retryable (as sent: false for a data problem), will_retry
+//                         (the job is pending again for another attempt)
+//   job.released   info   (pending again at once, for any worker)
+//   job.cancelled  info   (cancel was requested; the job ended cancelled)
+//   job.dropped    warn   why (lease lost, or the server unreachable: its lease will expire)
+//   worker.claim_failed  warn  rpc, code, error, failures (the first of a run of failed claims
+//                              and every tenth; claims are retried while the runner runs)
 //
 // Every gRPC call (each try of it) has a deadline: rpc_timeout; a claim claim_wait +
 // rpc_timeout; an upload rpc_timeout plus one second per MiB of the part.
@@ -50,6 +58,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -59,6 +68,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/export_client.h"
+#include "common/logging.h"
 #include "exportjobs/v1/export_job.pb.h"
 #include "grpcpp/channel.h"
 #include "worker/source.h"
@@ -96,9 +106,10 @@ class ExportRunner {
     absl::Duration initial_backoff = absl::Milliseconds(100);
     absl::Duration max_backoff = absl::Seconds(5);
     int max_call_attempts = 8;
-    // Receives each log line (without a newline); unset: written to stderr. Called from the
+    // Receives each event (see above); unset: LogEvent, the process's logger. Called from the
     // job loops' threads, concurrently.
-    std::function<void(const std::string& line)> log;
+    std::function<void(LogLevel level, std::string_view event, const std::vector<LogField>& fields)>
+        log;
   };
 
   // How Stop treats the jobs in progress.
@@ -149,7 +160,7 @@ class ExportRunner {
   explicit ExportRunner(Options options);
 
   void Loop();
-  void Log(const std::string& line) const;
+  void Log(LogLevel level, std::string_view event, const std::vector<LogField>& fields) const;
   bool stopping() const;
   bool releasing() const { return releasing_flag_.load(std::memory_order_acquire); }
   // Waits `duration` or until Stop; returns false when woken by Stop.

@@ -61,6 +61,7 @@
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 #include "tests/status_matchers.h"
 #include "tests/support/server_process.h"
 #include "tests/support/temp_dir.h"
@@ -311,6 +312,18 @@ class ChildProcess {
   std::string stderr_ ABSL_GUARDED_BY(mu_);
   bool eof_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+// Whether a log of JSON lines (a worker's stderr) has `event` for the job `job_id`.
+bool LogHasJobEvent(const std::string& log, std::string_view event, const std::string& job_id) {
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    const nlohmann::json json = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (json.is_object() && json.value("event", "") == event &&
+        json.value("job_id", "") == job_id) {
+      return true;
+    }
+  }
+  return false;
+}
 
 struct RunResult {
   ExitStatus status;
@@ -1162,14 +1175,13 @@ TEST_F(WorkerLossTest, JobOfAWorkerKilledMidExportIsCompletedByAnother) {
   EXPECT_EQ(in_progress.attempt(), 1);
   worker_a->Kill9();
 
-  ASSERT_OK(StartWorker("worker-b"));
+  ASSERT_OK_AND_ASSIGN(ChildProcess* const worker_b, StartWorker("worker-b"));
   ASSERT_OK_AND_ASSIGN(const ExportJob job, watch.UntilTerminal());
   ASSERT_EQ(job.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) << Describe(job) << "\n"
                                                                        << Logs();
   // One claim by A, one by B: the attempt lost with A counts, nothing else does.
   EXPECT_EQ(job.attempt(), 2) << "history:\n" << History(watch.seen()) << Logs();
-  EXPECT_NE(Logs().find(absl::StrCat("worker-b: job ", job.id(), " claimed")), std::string::npos)
-      << Logs();
+  EXPECT_TRUE(LogHasJobEvent(worker_b->StderrText(), "job.claimed", job.id())) << Logs();
   // B's claim came after A's lease had expired: at least the lease duration after the
   // progress that A reported last.
   const ExportJob* last_of_a = nullptr;
@@ -1209,8 +1221,7 @@ TEST_F(WorkerLossTest, JobOfAWorkerStoppedWithSigtermIsReleasedAndCompletedByAno
   absl::StatusOr<ExitStatus> exit = worker_a->Terminate(kProcessTimeout);
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_TRUE(exit->success()) << exit->ToString() << "\n" << worker_a->StderrText();
-  EXPECT_NE(worker_a->StderrText().find(absl::StrCat("job ", created.id(), " released")),
-            std::string::npos)
+  EXPECT_TRUE(LogHasJobEvent(worker_a->StderrText(), "job.released", created.id()))
       << worker_a->StderrText();
   ASSERT_OK(StartWorker("worker-b"));
 

@@ -25,13 +25,13 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/catalog.h"
 #include "common/filters.h"
+#include "common/logging.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -58,6 +58,18 @@ using ::testing::Contains;
 using ::testing::Gt;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
+
+using LogJson = nlohmann::ordered_json;
+
+// An event as the runner reports it: {"level": ..., "event": ..., then its fields}.
+LogJson EventJson(LogLevel level, std::string_view event, const std::vector<LogField>& fields) {
+  LogJson json = {{"level", LogLevelName(level)}, {"event", event}};
+  for (const auto& [name, value] : fields) json[std::string(name)] = value;
+  return json;
+}
+
+// Matches an event's JSON whose `key` is `value`.
+MATCHER_P2(HasField, key, value, "") { return arg.contains(key) && arg[key] == LogJson(value); }
 
 constexpr auto kWatchTimeout = std::chrono::seconds(60);
 constexpr int64_t kDemoAccounts = 200;
@@ -225,9 +237,10 @@ class ExportRunnerTest : public ::testing::Test {
     options.heartbeat_interval = absl::Milliseconds(50);
     options.claim_wait = absl::Seconds(30);
     options.rpc_timeout = absl::Seconds(10);
-    options.log = [this](const std::string& line) {
+    options.log = [this](LogLevel level, std::string_view event,
+                         const std::vector<LogField>& fields) {
       absl::MutexLock lock(&log_mu_);
-      log_.push_back(line);
+      log_.push_back(EventJson(level, event, fields));
     };
     return options;
   }
@@ -250,7 +263,8 @@ class ExportRunnerTest : public ::testing::Test {
     return Watch(server_.stub(), id).Until(IsTerminal);
   }
 
-  std::vector<std::string> Log() {
+  // The events the runner reported, in order.
+  std::vector<LogJson> Log() {
     absl::MutexLock lock(&log_mu_);
     return log_;
   }
@@ -322,7 +336,7 @@ class ExportRunnerTest : public ::testing::Test {
   TempDir scratch_dir_;  // The expected exports' part files.
   std::unique_ptr<ExportRunner> runner_;
   absl::Mutex log_mu_;
-  std::vector<std::string> log_ ABSL_GUARDED_BY(log_mu_);
+  std::vector<LogJson> log_ ABSL_GUARDED_BY(log_mu_);
 };
 
 TempDir* ExportRunnerTest::demo_dir_ = nullptr;
@@ -351,9 +365,10 @@ TEST_F(ExportRunnerTest, CompletesCsvJobWithTheRecordsOfItsFilter) {
   EXPECT_EQ(job.file_size_bytes(), static_cast<int64_t>(expected.bytes.size()));
   EXPECT_EQ(JoinedParts(job), expected.bytes);
   runner_->Stop(ExportRunner::StopMode::kFinish);  // The loop logs after the job completed.
-  EXPECT_THAT(Log(), Contains(absl::StrCat("export-worker test-worker: job ", job.id(),
-                                           " completed (", expected.records, " records, 1 parts, ",
-                                           expected.bytes.size(), " bytes)")));
+  EXPECT_THAT(Log(), Contains(AllOf(
+                         HasField("event", "job.completed"), HasField("worker_id", "test-worker"),
+                         HasField("job_id", job.id()), HasField("records", expected.records),
+                         HasField("parts", 1), HasField("bytes", expected.bytes.size()))));
 }
 
 TEST_F(ExportRunnerTest, CompletesCsvJobInManyParts) {
@@ -433,7 +448,7 @@ TEST_F(ExportRunnerTest, CancelWhileProcessingEndsTheJobCancelled) {
   runner_->Stop(ExportRunner::StopMode::kFinish);
   EXPECT_EQ(runner_->stats().cancelled, 1);
   EXPECT_THAT(Log(),
-              Contains(absl::StrCat("export-worker test-worker: job ", job.id(), " cancelled")));
+              Contains(AllOf(HasField("event", "job.cancelled"), HasField("job_id", job.id()))));
 }
 
 TEST_F(ExportRunnerTest, MissingSourceFailsTheJobForGood) {
@@ -446,6 +461,11 @@ TEST_F(ExportRunnerTest, MissingSourceFailsTheJobForGood) {
   EXPECT_THAT(job.error_message(),
               AllOf(StartsWith("cannot open the data source: "), HasSubstr(missing)));
   EXPECT_EQ(job.attempt(), 1);  // Not retried.
+  runner_->Stop(ExportRunner::StopMode::kFinish);
+  EXPECT_THAT(Log(), Contains(AllOf(HasField("event", "job.failed"), HasField("level", "warn"),
+                                    HasField("job_id", job.id()), HasField("retryable", false),
+                                    HasField("will_retry", false),
+                                    HasField("error", job.error_message()))));
 }
 
 TEST_F(ExportRunnerTest, SourceWithoutARequestedColumnFailsTheJob) {
@@ -490,7 +510,7 @@ TEST_F(ExportRunnerTest, StopWithReleaseMakesTheRunningJobPendingAgain) {
   EXPECT_EQ(job.attempt(), created.attempt());
   EXPECT_EQ(runner_->stats().released, 1);
   EXPECT_THAT(Log(),
-              Contains(absl::StrCat("export-worker test-worker: job ", job.id(), " released")));
+              Contains(AllOf(HasField("event", "job.released"), HasField("job_id", job.id()))));
 }
 
 TEST_F(ExportRunnerTest, RunsJobsConcurrentlyAndClaimsOnlyItsEntityTypes) {
@@ -513,6 +533,53 @@ TEST_F(ExportRunnerTest, RunsJobsConcurrentlyAndClaimsOnlyItsEntityTypes) {
   ExportJob job;
   ASSERT_TRUE(server_.Get(people, &job).ok());
   EXPECT_EQ(job.status(), exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
+}
+
+// Without Options::log the events go to the process's logger: one JSON object per line, the
+// job's events with its job_id and request_id.
+TEST_F(ExportRunnerTest, LogsEachJobEventAsAJsonLineWithJobAndRequestId) {
+  LogCapture capture;
+  CreateExportJobRequest request = testing::AccountsRequest();
+  request.set_request_id("req-log-lines-1");
+  const ExportJob created = Create(request);
+  ExportRunner::Options options = RunnerOptions(SqliteSourceFactory(DemoPath()));
+  options.log = nullptr;
+  StartRunner(std::move(options));
+
+  const ExportJob job = WaitUntilTerminal(created.id());
+  ASSERT_EQ(job.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) << job.error_message();
+  runner_->Stop(ExportRunner::StopMode::kFinish);
+  const std::vector<std::string> lines = capture.Lines();
+  ASSERT_FALSE(lines.empty());
+  for (const std::string& line : lines) {
+    const LogJson parsed = LogJson::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(parsed.is_object()) << line;
+    EXPECT_TRUE(parsed.contains("ts") && parsed.contains("level") && parsed.contains("event"))
+        << line;
+  }
+  // The in-process server logs job events of the same names, each with the job's revision.
+  auto worker_events = [&capture](std::string_view event) {
+    std::vector<LogJson> events;
+    for (LogJson& json : capture.Events(event)) {
+      if (!json.contains("revision")) events.push_back(std::move(json));
+    }
+    return events;
+  };
+  const std::vector<LogJson> claimed = worker_events("job.claimed");
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_THAT(claimed[0],
+              AllOf(HasField("level", "info"), HasField("job_id", job.id()),
+                    HasField("request_id", "req-log-lines-1"), HasField("worker_id", "test-worker"),
+                    HasField("entity_type", "accounts"), HasField("attempt", 1)));
+  const std::vector<LogJson> completed = worker_events("job.completed");
+  ASSERT_EQ(completed.size(), 1u);
+  EXPECT_THAT(completed[0],
+              AllOf(HasField("job_id", job.id()), HasField("request_id", "req-log-lines-1"),
+                    HasField("records", job.record_count()), HasField("parts", job.file_parts()),
+                    HasField("bytes", job.file_size_bytes())));
+  ASSERT_TRUE(completed[0].contains("seconds"));
+  EXPECT_TRUE(completed[0]["seconds"].is_number());
+  EXPECT_GE(completed[0]["seconds"].get<double>(), 0.0);
 }
 
 TEST_F(ExportRunnerTest, ExportWithoutRecordsCompletesWithOneEmptyPart) {
@@ -560,9 +627,13 @@ TEST_F(ExportRunnerLeaseTest, LostLeaseDropsTheJob) {
   EXPECT_EQ(runner_->stats().claimed, 2);
   EXPECT_EQ(runner_->stats().dropped, 2);
   EXPECT_EQ(runner_->stats().failed, 0);
-  EXPECT_THAT(Log(), Contains(AllOf(StartsWith(absl::StrCat("export-worker test-worker: job ",
-                                                            job.id(), " dropped: lease lost")),
-                                    HasSubstr("is not the job's current lease"))));
+  EXPECT_THAT(
+      Log(),
+      Contains(AllOf(
+          HasField("event", "job.dropped"), HasField("level", "warn"), HasField("job_id", job.id()),
+          ::testing::ResultOf(
+              [](const LogJson& event) { return event.value("why", ""); },
+              AllOf(StartsWith("lease lost"), HasSubstr("is not the job's current lease"))))));
 }
 
 // A port on which nothing listens (yet).
@@ -600,8 +671,11 @@ TEST(ExportRunnerRetryTest, KeepsClaimingUntilTheServerIsUp) {
   options.work_dir = work_dir.path();
   options.claim_wait = absl::Seconds(30);
   options.max_backoff = absl::Milliseconds(200);
-  options.log = [&claim_failed](const std::string& line) {
-    if (absl::StrContains(line, "claiming a job failed (1 time): UNAVAILABLE") &&
+  options.log = [&claim_failed](LogLevel level, std::string_view event,
+                                const std::vector<LogField>& fields) {
+    const LogJson json = EventJson(level, event, fields);
+    if (event == "worker.claim_failed" && json.value("code", "") == "UNAVAILABLE" &&
+        json.value("failures", 0) == 1 && level == LogLevel::kWarn &&
         !claim_failed.HasBeenNotified()) {
       claim_failed.Notify();
     }
