@@ -3,10 +3,24 @@
 //
 //   export-worker --server=127.0.0.1:50051 --source=demo.db [--concurrency=2]
 //   export-worker seed-demo --source=demo.db --accounts=100000 [--seed=1] [--overwrite]
+//   EXPORTD_SERVER=10.0.0.5:50051 export-worker --config=/etc/exportd/export-worker.conf
 //
-// Prints "export-worker <worker_id> ready" to stdout once it claims jobs, and one line per job
-// event to stderr. SIGINT or SIGTERM release the jobs in progress (they are pending again at
-// once, for any worker) and exit 0. Unusable flags exit 2; a failure to start exits 1.
+// Every flag can also come from the environment (EXPORTD_<NAME>) or a config file; see
+// common/config.h for the precedence.
+//
+// Prints "export-worker <worker_id> ready" to stdout once it claims jobs, and logs one JSON
+// object per line to stderr (common/logging.h; --log_level): worker.starting, worker.ready,
+// worker.stopping, worker.stopped and the job events of ExportRunner (export_runner.h).
+// SIGINT or SIGTERM release the jobs in progress (they are pending again at once, for any
+// worker) and exit 0.
+// Exit codes, with a message on stderr as plain text before anything runs:
+//   1  the settings cannot be parsed: an unknown flag or a value its flag cannot parse, on the
+//      command line (absl's parser), in the config file or in the environment (the message
+//      names the file and line, or the variable, and the flag), or a config file that cannot be
+//      read. As export-server does.
+//   2  a setting it refuses: a value out of range, a --source it cannot open, a --work_dir it
+//      cannot use, an unexpected argument.
+//   1  also when seed-demo cannot write the database.
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -21,14 +35,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "client/export_client.h"
 #include "common/catalog.h"
+#include "common/config.h"
+#include "common/logging.h"
 #include "common/str_cat.h"
 #include "worker/demo_data.h"
 #include "worker/export_runner.h"
@@ -198,16 +212,36 @@ int Run(const sigset_t& signals) {
 
   absl::StatusOr<std::unique_ptr<ExportRunner>> runner = ExportRunner::Create(std::move(options));
   if (!runner.ok()) return UsageError(std::string(runner.status().message()));
+  LogEvent(LogLevel::kInfo, "worker.starting",
+           {{"worker_id", worker_id},
+            {"server", server},
+            {"source", source},
+            {"concurrency", absl::GetFlag(FLAGS_concurrency)},
+            {"entity_types", absl::GetFlag(FLAGS_entity_types)},
+            {"work_dir", work_dir}});
   (*runner)->Start();
+  // Scripts and tests wait for this line: keep its form.
   std::cout << "export-worker " << worker_id << " ready" << std::endl;
+  LogEvent(LogLevel::kInfo, "worker.ready", {{"worker_id", worker_id}});
 
   // main() blocked these signals before any thread started; this thread waits for them.
   int signal = 0;
   sigwait(&signals, &signal);
-  std::cerr << "export-worker " << worker_id << ": " << strsignal(signal)
-            << ": releasing the jobs in progress\n";
+  LogEvent(LogLevel::kInfo, "worker.stopping",
+           {{"worker_id", worker_id},
+            {"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"},
+            {"action", "releasing the jobs in progress"}});
   (*runner)->Stop(ExportRunner::StopMode::kRelease);
+  const ExportRunner::Stats stats = (*runner)->stats();
   runner->reset();
+  LogEvent(LogLevel::kInfo, "worker.stopped",
+           {{"worker_id", worker_id},
+            {"claimed", stats.claimed},
+            {"completed", stats.completed},
+            {"failed", stats.failed},
+            {"released", stats.released},
+            {"cancelled", stats.cancelled},
+            {"dropped", stats.dropped}});
   return 0;
 }
 
@@ -215,11 +249,16 @@ int Run(const sigset_t& signals) {
 }  // namespace exportd
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  absl::StatusOr<std::vector<char*>> positional = exportd::LoadConfig(
+      argc, argv, "export-worker",
       "Exports jobs claimed from an export-server.\n"
       "  export-worker --server=HOST:PORT --source=DB.sqlite [flags]\n"
       "  export-worker seed-demo --source=DB.sqlite --accounts=N [--seed=S] [--overwrite]");
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (!positional.ok()) {
+    std::cerr << "export-worker: " << positional.status().message() << "\n";
+    return 1;
+  }
+  const std::vector<char*>& args = *positional;
   const bool seed_demo = args.size() >= 2 && std::string_view(args[1]) == "seed-demo";
   if (args.size() > (seed_demo ? 2u : 1u)) {
     return exportd::UsageError(absl::StrCat("unexpected argument \"", args[seed_demo ? 2 : 1],
@@ -233,5 +272,10 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return exportd::Run(signals);
+  // Job events are logged on the job loops' threads: lines are queued and written by spdlog's
+  // background thread, so an export never waits for a slow reader of stderr.
+  exportd::InitLogging({.level = absl::GetFlag(FLAGS_log_level), .async = true});
+  const int code = exportd::Run(signals);
+  exportd::ShutdownLogging();
+  return code;
 }
