@@ -150,7 +150,7 @@ void SetUsage(std::string_view description) {
     absl::SetProgramUsageMessage(
         Cat(description.empty() ? "" : Cat(description, "\n\n"),
             "Every flag can also be set in the environment, as EXPORTD_ and the flag's name in "
-            "capitals (EXPORTD_DATA_DIR=...), or in a config file named by --config=FILE or "
+            "capitals (EXPORTD_LOG_LEVEL=debug), or in a config file named by --config=FILE or "
             "EXPORTD_CONFIG=FILE, one `name = value` per line (# starts a comment line). The "
             "command line wins over the environment, the environment over the config file, the "
             "config file over the default.\n\nFlags:"));

@@ -42,6 +42,9 @@ spdlog::level::level_enum ToSpdlog(LogLevel level) {
 // still writes to a live logger. Few are ever made: one per InitLogging or LogCapture.
 struct Loggers {
   std::atomic<spdlog::logger*> current{nullptr};
+  // LoggingOptions::process of the last InitLogging; null or empty: no "process" field. Each is
+  // kept alive like the loggers (few are ever made).
+  std::atomic<const std::string*> process{nullptr};
   absl::Mutex mu;
   std::vector<std::shared_ptr<spdlog::logger>> owned ABSL_GUARDED_BY(mu);
   std::shared_ptr<spdlog::details::thread_pool> pool ABSL_GUARDED_BY(mu);
@@ -87,10 +90,14 @@ void Write(LogLevel level, std::string_view event, const LogField* fields, size_
     Json line = Json::object();
     line["ts"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone());
     line["level"] = std::string(LogLevelName(level));
+    const std::string* process = TheLoggers().process.load(std::memory_order_acquire);
+    if (process != nullptr && !process->empty()) line["process"] = *process;
     line["event"] = std::string(event);
     for (size_t i = 0; i < count; ++i) {
       std::string name(fields[i].first);
-      if (name == "ts" || name == "level" || name == "event") name = "field_" + name;
+      if (name == "ts" || name == "level" || name == "process" || name == "event") {
+        name = "field_" + name;
+      }
       line[name] = fields[i].second;
     }
     const std::string text = line.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -178,6 +185,7 @@ void InitLogging(const LoggingOptions& options) {
     logger = SyncStderrLogger(options.level);
   }
   logger->set_level(ToSpdlog(options.level));
+  loggers.process.store(new std::string(options.process), std::memory_order_release);
   loggers.current.store(loggers.Adopt(std::move(logger)), std::memory_order_release);
 }
 

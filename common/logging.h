@@ -8,10 +8,10 @@
 //   {"ts":"2026-11-28T12:00:00.123456Z","level":"info","event":"job.created","job_id":"...",...}
 //
 // ts is RFC 3339 in UTC with microseconds, level one of debug, info, warn, error, then the
-// event name and the fields in the order given. Field values are any JSON value (strings,
-// numbers, booleans, null, objects, arrays); strings are escaped as JSON requires, and bytes that
-// are not UTF-8 are replaced (U+FFFD), so every line is valid JSON. A field named ts, level or
-// event is written as field_ts, field_level, field_event.
+// process (when InitLogging named one), the event name and the fields in the order given. Field
+// values are any JSON value (strings, numbers, booleans, null, objects, arrays); strings are
+// escaped as JSON requires, and bytes that are not UTF-8 are replaced (U+FFFD), so every line is
+// valid JSON. A field named ts, level, process or event is written as field_<name>.
 //
 // Each process logs through one spdlog logger, replaced by InitLogging (default until then: a
 // synchronous logger on stderr at info). With LoggingOptions::async, a line is only formatted
@@ -66,6 +66,9 @@ struct LoggingOptions {
   // Write from a background thread through a queue of `queue_lines` lines (see above).
   bool async = false;
   size_t queue_lines = 8192;
+  // When set, every line names the process after its level ("process":"export-server"), so
+  // that the lines of several processes can share one log store.
+  std::string process;
 };
 
 // Replaces the process's logger with one on stderr. Lines already queued by an earlier

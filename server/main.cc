@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
 
   // Job events are logged on the committer thread and RPC errors on gRPC threads: neither may
   // wait for stderr, so lines are queued and written by spdlog's background thread.
-  exportd::InitLogging({.level = absl::GetFlag(FLAGS_log_level), .async = true});
+  exportd::InitLogging(
+      {.level = absl::GetFlag(FLAGS_log_level), .async = true, .process = "export-server"});
   exportd::LogEvent(exportd::LogLevel::kInfo, "server.starting",
                     {{"data_dir", options.data_dir},
                      {"grpc_address", options.grpc_address},

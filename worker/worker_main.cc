@@ -274,7 +274,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // Job events are logged on the job loops' threads: lines are queued and written by spdlog's
   // background thread, so an export never waits for a slow reader of stderr.
-  exportd::InitLogging({.level = absl::GetFlag(FLAGS_log_level), .async = true});
+  exportd::InitLogging(
+      {.level = absl::GetFlag(FLAGS_log_level), .async = true, .process = "export-worker"});
   const int code = exportd::Run(signals);
   exportd::ShutdownLogging();
   return code;

@@ -77,6 +77,24 @@ TEST(LoggingTest, ReservedNamesAreRenamed) {
   EXPECT_EQ(line["field_ts"], 1);
 }
 
+TEST(LoggingTest, TheProcessIsNamedAfterTheLevelWhenInitLoggingNamesIt) {
+  InitLogging({.level = LogLevel::kInfo, .process = "export-worker"});
+  {
+    LogCapture capture;
+    LogEvent(LogLevel::kInfo, "job.claimed", {{"process", "mine"}, {"job_id", "j"}});
+    const std::string text = capture.Lines().at(0);
+    Json line = Json::parse(text);
+    EXPECT_EQ(line["process"], "export-worker");
+    EXPECT_EQ(line["field_process"], "mine");
+    EXPECT_LT(text.find("\"level\""), text.find("\"process\""));
+    EXPECT_LT(text.find("\"process\""), text.find("\"event\""));
+  }
+  InitLogging({});
+  LogCapture capture;
+  LogEvent(LogLevel::kInfo, "x");
+  EXPECT_FALSE(Json::parse(capture.Lines().at(0)).contains("process"));
+}
+
 TEST(LoggingTest, FieldsBuiltAtRunTime) {
   LogCapture capture;
   std::vector<LogField> fields;

@@ -70,7 +70,7 @@ TEST_F(ServerConfigTest, HelpDocumentsEveryFlagItsDefaultAndTheRule) {
     const size_t next = text.find("\n    --", at + 1);
     EXPECT_THAT(text.substr(at, next - at), HasSubstr("default: ")) << flag;
   }
-  EXPECT_THAT(text, HasSubstr("EXPORTD_DATA_DIR"));
+  EXPECT_THAT(text, HasSubstr("EXPORTD_LOG_LEVEL=debug"));
   EXPECT_THAT(text, HasSubstr("--config=FILE or EXPORTD_CONFIG=FILE"));
   EXPECT_THAT(text, HasSubstr("The command line wins over the environment, the environment over "
                               "the config file, the config file over the default."));

@@ -281,6 +281,7 @@ TEST_F(WorkerConfigTest, ARunningWorkerLogsJsonLinesWithItsSettings) {
     const nlohmann::json event = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     ASSERT_TRUE(event.is_object()) << line;
     events.push_back(event.value("event", ""));
+    EXPECT_EQ(event.value("process", ""), "export-worker") << line;
     if (events.back() == "worker.starting") {
       EXPECT_EQ(event.value("worker_id", ""), "env-worker") << line;
       EXPECT_EQ(event.value("server", ""), "127.0.0.1:1") << line;
