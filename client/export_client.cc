@@ -89,6 +89,8 @@ struct Plan {
   bool retry = true;
   int max_attempts = 0;  // 0: options->retry.max_attempts.
   absl::Time retry_until = absl::InfiniteFuture();
+  // Told of each retry before its backoff (CallControl::on_retry). May be null or empty.
+  const std::function<void(const absl::Status&, int, absl::Duration)>* on_retry = nullptr;
 };
 
 // One try: makes the call on `context` (prepared and registered). `tries` counts from 1: more
@@ -125,6 +127,7 @@ absl::Status Run(const Plan& plan, const Try& one_try) {
     const absl::Duration wait = Jittered(backoff, random);
     const absl::Time next = absl::Now() + wait;
     if (next >= call_deadline || next >= plan.retry_until) return status;
+    if (plan.on_retry != nullptr && *plan.on_retry) (*plan.on_retry)(status, tries, wait);
     if (!Backoff(plan.cancel, wait)) return CancelledStatus();
     backoff = std::min(backoff * 2, policy.max_backoff);
   }
@@ -441,6 +444,7 @@ class WorkerClient::Impl {
     plan.timeout = timeout;
     plan.max_attempts = control.max_attempts;
     plan.retry_until = control.retry_until;
+    plan.on_retry = &control.on_retry;
     return plan;
   }
 

@@ -197,6 +197,9 @@ struct CallControl {
   absl::Time retry_until = absl::InfiniteFuture();
   // Most tries of this call; 0: options().retry.max_attempts.
   int max_attempts = 0;
+  // Called on the calling thread before each retry's backoff with the failed try's status, the
+  // number of that try (from 1) and the backoff, e.g. to log it. May be unset.
+  std::function<void(const absl::Status& status, int attempt, absl::Duration backoff)> on_retry;
 };
 
 // WorkerService: the internal protocol of export-worker. Every call is retried after the codes

@@ -133,7 +133,9 @@ class ExportRunner::JobRun {
   enum class CallKind { kJob, kFinal };
   // The limits of a call: cancelled as `kind`, no retry past the lease; a final call made while
   // releasing gets a few tries only, so that Stop returns promptly.
-  client::CallControl Control(CallKind kind) const;
+  // The control of one call of `rpc`: never retried past the lease, cancelled by the Stop that
+  // `kind` names, and each retry logged (job.call_retrying).
+  client::CallControl Control(CallKind kind, std::string_view rpc) const;
   // Reports progress; false (with stopped_ set) when the export must stop.
   bool Heartbeat();
   // PartWriter's on_part: uploads the part, deletes its file, reports progress.
@@ -259,8 +261,16 @@ void ExportRunner::JobRun::Run() {
   Complete();
 }
 
-client::CallControl ExportRunner::JobRun::Control(CallKind kind) const {
+client::CallControl ExportRunner::JobRun::Control(CallKind kind, std::string_view rpc) const {
   client::CallControl control;
+  control.on_retry = [this, rpc](const absl::Status& status, int attempt, absl::Duration backoff) {
+    Log(LogLevel::kWarn, "job.call_retrying",
+        {{"rpc", rpc},
+         {"code", absl::StatusCodeToString(status.code())},
+         {"error", std::string(status.message())},
+         {"attempt", attempt},
+         {"backoff_ms", absl::ToInt64Milliseconds(backoff)}});
+  };
   control.retry_until = lease_end_;  // Never past the lease.
   if (kind == CallKind::kJob) {
     control.cancel = &runner_->jobs_cancel_;
@@ -280,7 +290,7 @@ bool ExportRunner::JobRun::Heartbeat() {
   request.set_records_total_estimate(records_total_estimate_);
   const absl::Time sent = absl::Now();
   absl::StatusOr<ReportProgressResponse> response =
-      runner_->client_.ReportProgress(request, Control(CallKind::kJob));
+      runner_->client_.ReportProgress(request, Control(CallKind::kJob, "ReportProgress"));
   last_report_ = absl::Now();
   if (!response.ok()) {
     StopFor(Annotated("reporting progress", response.status()));
@@ -372,7 +382,7 @@ absl::Status ExportRunner::JobRun::Upload(const FinishedPart& part, absl::Status
     sent = 0;
     return absl::OkStatus();
   };
-  return runner_->client_.Upload(upload, Control(CallKind::kJob)).status();
+  return runner_->client_.Upload(upload, Control(CallKind::kJob, "UploadExportPart")).status();
 }
 
 void ExportRunner::JobRun::StopFor(absl::Status status) {
@@ -412,7 +422,7 @@ void ExportRunner::JobRun::Complete() {
   request.set_record_count(writer_->records());
   for (const ExportPart& part : parts_) *request.add_parts() = part;
   absl::StatusOr<ExportJob> completed =
-      runner_->client_.Complete(request, Control(CallKind::kFinal));
+      runner_->client_.Complete(request, Control(CallKind::kFinal, "CompleteExportJob"));
   if (!completed.ok()) {
     StopFor(Annotated("completing the job", completed.status()));
     return EndStopped();
@@ -431,7 +441,8 @@ void ExportRunner::JobRun::Fail(const std::string& message, bool retryable) {
   request.set_lease_token(lease_.token());
   request.set_error_message(Truncated(message));
   request.set_retryable(retryable);
-  absl::StatusOr<ExportJob> answer = runner_->client_.Fail(request, Control(CallKind::kFinal));
+  absl::StatusOr<ExportJob> answer =
+      runner_->client_.Fail(request, Control(CallKind::kFinal, "FailExportJob"));
   const absl::Status status = Annotated("failing the job", answer.status());
   if (status.code() == absl::StatusCode::kAborted) {
     return Drop(Cat("lease lost (", status.message(), ")"));
@@ -455,7 +466,8 @@ void ExportRunner::JobRun::Release() {
   ReleaseExportJobRequest request;
   request.set_job_id(job_.id());
   request.set_lease_token(lease_.token());
-  absl::StatusOr<ExportJob> released = runner_->client_.Release(request, Control(CallKind::kFinal));
+  absl::StatusOr<ExportJob> released =
+      runner_->client_.Release(request, Control(CallKind::kFinal, "ReleaseExportJob"));
   const absl::Status status = Annotated("releasing the job", released.status());
   if (status.code() == absl::StatusCode::kAborted) {
     return Drop(Cat("lease lost (", status.message(), ")"));

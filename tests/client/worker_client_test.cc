@@ -535,5 +535,26 @@ TEST_F(WorkerClientFaultTest, CallControlBoundsTheTries) {
   EXPECT_EQ(fake_.Calls("Release"), 8);  // options().retry.max_attempts
 }
 
+TEST_F(WorkerClientFaultTest, OnRetryHearsOfEachRetryBeforeItsBackoff) {
+  fake_.Script("Fail", {FakeWorkerService::Answer(grpc::StatusCode::UNAVAILABLE),
+                        FakeWorkerService::Answer(grpc::StatusCode::UNAVAILABLE)});
+  std::vector<std::string> heard;
+  CallControl control;
+  control.on_retry = [&](const absl::Status& status, int attempt, absl::Duration backoff) {
+    heard.push_back(Cat(absl::StatusCodeToString(status.code()), " after try ", attempt,
+                        backoff > absl::ZeroDuration() ? ", backoff" : ", none"));
+  };
+  EXPECT_OK(workers_.Fail({}, control).status());
+  EXPECT_EQ(fake_.Calls("Fail"), 3);
+  EXPECT_THAT(heard,
+              ElementsAre("UNAVAILABLE after try 1, backoff", "UNAVAILABLE after try 2, backoff"));
+
+  // A call that is not retried says nothing.
+  heard.clear();
+  fake_.Script("Fail", {FakeWorkerService::Answer(grpc::StatusCode::INVALID_ARGUMENT)});
+  EXPECT_THAT(workers_.Fail({}, control), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(heard, ::testing::IsEmpty());
+}
+
 }  // namespace
 }  // namespace exportd::client
