@@ -80,7 +80,8 @@ Json StructJson(const google::protobuf::Struct& value) {
 }
 
 std::string Rfc3339(const google::protobuf::Timestamp& ts) {
-  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", FromProtoTime(ts), absl::UTCTimeZone());
+  // %4Y: RFC 3339 years have four digits, also before the year 1000 ("0385-07-25T...").
+  return absl::FormatTime("%4Y-%m-%d%ET%H:%M:%E*SZ", FromProtoTime(ts), absl::UTCTimeZone());
 }
 
 std::string_view EntityTypeJsonName(EntityType type) {

@@ -142,6 +142,14 @@ TEST(JobJson, PrettyPrintingKeepsTheOrder) {
   EXPECT_LT(pretty.find("\"entity_type\""), pretty.find("\"created_at\""));
 }
 
+TEST(JobJson, TimestampsHaveFourDigitYearsAcrossTheTimestampRange) {
+  // The first and last instants google.protobuf.Timestamp allows, and a year below 1000.
+  EXPECT_EQ(Rfc3339(ToProtoTime(absl::FromUnixSeconds(-62135596800))), "0001-01-01T00:00:00Z");
+  EXPECT_EQ(Rfc3339(ToProtoTime(absl::FromUnixSeconds(-50000000000))), "0385-07-25T07:06:40Z");
+  EXPECT_EQ(Rfc3339(ToProtoTime(absl::FromUnixSeconds(253402300799) + absl::Milliseconds(500))),
+            "9999-12-31T23:59:59.5Z");
+}
+
 TEST(JobJson, UnspecifiedEnumsAreOmitted) {
   ExportJob job;
   job.set_id("x");
