@@ -11,6 +11,7 @@ packages=(
   libssl-dev zlib1g-dev libsqlite3-dev sqlite3 curl procps libcpp-httplib-dev
   nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev libcli11-dev
   python3 python3-grpcio python3-protobuf python3-yaml
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

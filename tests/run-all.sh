@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds everything and runs every test with ctest.
-# Exits non-zero when the build or any test fails.
+# Installs the dependencies, builds everything and runs every test with ctest, then each fuzz
+# target briefly. Exits non-zero when the build, any test or any fuzz target fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,3 +8,5 @@ bash deploy/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build
 ctest --test-dir build --output-on-failure --timeout 600 -j2
+# The fuzz targets, 10 s each, in their own clang build (docs/fuzzing.md).
+bash tests/fuzz/run.sh 10
