@@ -397,6 +397,7 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Open(const Opt
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.keep_log_file_num = 10;
+  if (options.env != nullptr) db_options.env = options.env;
 
   const std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;

@@ -19,6 +19,10 @@
 #include "absl/status/statusor.h"
 #include "storage/job_store.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace exportd {
 
 class RocksDbJobStore : public JobStore {
@@ -28,6 +32,10 @@ class RocksDbJobStore : public JobStore {
     std::string path;
     // Block cache size.
     size_t block_cache_bytes = 64 << 20;
+    // The environment RocksDB does its file I/O through; nullptr for the default (the local
+    // file system). Tests pass one that simulates power loss. Not owned; it must outlive the
+    // store.
+    rocksdb::Env* env = nullptr;
   };
 
   // Opens (or creates) the database at options.path. Errors: UNAVAILABLE when RocksDB cannot
