@@ -15,6 +15,10 @@
 //                 receiving its event.
 //   cycle, upload, export   see bench/worker_measurements.h: job cycles with empty jobs, part
 //                 upload MB/s beside a plain write and dd, export throughput beside sqlite3.
+//   watch_memory, restart   see bench/server_measurements.h: server memory holding idle
+//                 watchers, and restart time to serving with many jobs stored. These start
+//                 servers of their own (one per run, and one data directory restarted), so
+//                 --server skips them.
 //
 // Progress and errors go to stderr. Every call has a deadline (--deadline_ms for unary calls;
 // streams get one that covers the whole measurement).
@@ -43,6 +47,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/bench_common.h"
+#include "bench/server_measurements.h"
 #include "bench/worker_measurements.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "tests/support/server_process.h"
@@ -66,7 +71,8 @@ ABSL_FLAG(int, watchers_per_channel, 50,
 ABSL_FLAG(double, update_rate, 10, "Creates per second during the fan-out measurement");
 ABSL_FLAG(double, watch_seconds, 10, "Seconds of creates in the fan-out measurement");
 ABSL_FLAG(std::string, measurements, "all",
-          "Comma-separated measurements to run: create, watch, cycle, upload, export, or all");
+          "Comma-separated measurements to run: create, watch, cycle, upload, export, "
+          "watch_memory, restart, or all");
 ABSL_FLAG(std::string, scratch_dir, "",
           "With --server: a directory on the file system of the server's data directory for the "
           "reference files and the demo database; empty for a fresh temporary one");
@@ -522,16 +528,18 @@ int RunWatch(const std::string& address, int runs, absl::Duration deadline) {
 // The measurements --measurements selects.
 struct Selection {
   bool create = false, watch = false, cycle = false, upload = false, export_ = false;
+  bool watch_memory = false, restart = false;
   bool all = false;
 
   bool AnyServerSide() const { return create || watch; }
   bool AnyWorkerSide() const { return cycle || upload || export_; }
+  bool AnyOwnServers() const { return watch_memory || restart; }
 };
 
 bool ParseSelection(const std::string& flag, Selection* selection) {
   for (absl::string_view name : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
     if (name == "all") {
-      *selection = Selection{true, true, true, true, true, true};
+      *selection = Selection{true, true, true, true, true, true, true, true};
     } else if (name == "create") {
       selection->create = true;
     } else if (name == "watch" || name == "watch_fanout") {
@@ -542,13 +550,17 @@ bool ParseSelection(const std::string& flag, Selection* selection) {
       selection->upload = true;
     } else if (name == "export") {
       selection->export_ = true;
+    } else if (name == "watch_memory") {
+      selection->watch_memory = true;
+    } else if (name == "restart") {
+      selection->restart = true;
     } else {
       std::cerr << "--measurements: unknown measurement \"" << name
-                << "\" (create, watch, cycle, upload, export, all)\n";
+                << "\" (create, watch, cycle, upload, export, watch_memory, restart, all)\n";
       return false;
     }
   }
-  return selection->AnyServerSide() || selection->AnyWorkerSide();
+  return selection->AnyServerSide() || selection->AnyWorkerSide() || selection->AnyOwnServers();
 }
 
 // Combines exit codes: 2 (could not run) over 1 (some runs failed) over 0.
@@ -630,6 +642,9 @@ int Main() {
   const std::string address = absl::GetFlag(FLAGS_server);
   if (!address.empty()) {
     int code = RunServerSide(address, selection);
+    if (selection.AnyOwnServers()) {
+      std::cerr << "watch_memory and restart start servers of their own: skipped with --server\n";
+    }
     if (!selection.AnyWorkerSide()) return code;
     std::optional<test_support::TempDir> scratch;
     std::string scratch_dir = absl::GetFlag(FLAGS_scratch_dir);
@@ -657,6 +672,13 @@ int Main() {
                    return RunWorkerSide(server, dir, selection);
                  }));
   }
+  ServerBenchContext context;
+  context.server_binary = absl::GetFlag(FLAGS_server_binary);
+  context.server_log = absl::GetFlag(FLAGS_server_log);
+  context.runs = std::max(1, absl::GetFlag(FLAGS_runs));
+  context.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  if (selection.watch_memory) code = Worse(code, RunWatchMemoryBench(context));
+  if (selection.restart) code = Worse(code, RunRestartBench(context));
   return code;
 }
 
@@ -667,7 +689,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Measures export-server: create throughput and latency, watch fan-out latency, job cycle "
       "throughput, part upload MB/s and export throughput, each beside a reference measured in "
-      "the same run.\n"
+      "the same run; server memory holding idle watchers; restart time with many jobs stored.\n"
       "Prints one JSON line per run of a measurement, and a summary line, to stdout.");
   absl::ParseCommandLine(argc, argv);
   return exportd::bench::Main();

@@ -52,8 +52,7 @@ ABSL_FLAG(absl::Duration, upload_timeout, absl::Minutes(5),
           "upload: deadline of the upload stream and of the dd reference");
 ABSL_FLAG(std::string, worker_binary, EXPORT_WORKER_PATH,
           "export: the export-worker binary (seeds the demo database and runs the export)");
-ABSL_FLAG(int64_t, export_accounts, 200000,
-          "export: accounts in the seeded demo database (issue 6's target is 2000000)");
+ABSL_FLAG(int64_t, export_accounts, 2000000, "export: accounts in the seeded demo database");
 ABSL_FLAG(std::string, export_source, "",
           "export: an existing demo database to export instead of seeding a fresh one");
 ABSL_FLAG(std::string, export_variants, "csv,gzip",
