@@ -58,7 +58,7 @@ using exportjobs::v1::ExportJob;
 using exportjobs::v1::ExportJobEvent;
 using exportjobs::v1::ExportService;
 
-constexpr double kMiB = 1024.0 * 1024.0;
+constexpr double kMB = 1e6;  // Memory in MB (10^6 bytes), as the targets are stated.
 
 double Seconds(int64_t from_ns, int64_t to_ns) {
   return static_cast<double>(to_ns - from_ns) / 1e9;
@@ -145,7 +145,7 @@ struct WatchMemoryResult {
   double open_seconds = 0;
   std::string error;
 
-  double delta_mb() const { return static_cast<double>(rss_after - rss_before) / kMiB; }
+  double delta_mb() const { return static_cast<double>(rss_after - rss_before) / kMB; }
   double kib_per_watcher() const {
     return watchers > 0 ? static_cast<double>(rss_after - rss_before) / 1024.0 / watchers : 0;
   }
@@ -155,8 +155,8 @@ struct WatchMemoryResult {
         R"({"bench":"watch_memory","watchers":%d,"jobs":%d,"ready_watchers":%d,)"
         R"("failed_watchers":%d,"rss_before_mb":%.1f,"rss_after_mb":%.1f,"delta_mb":%.1f,)"
         R"("kib_per_watcher":%.2f,"open_seconds":%.3f,"errors":%d})",
-        watchers, jobs, ready, failed, static_cast<double>(rss_before) / kMiB,
-        static_cast<double>(rss_after) / kMiB, delta_mb(), kib_per_watcher(), open_seconds,
+        watchers, jobs, ready, failed, static_cast<double>(rss_before) / kMB,
+        static_cast<double>(rss_after) / kMB, delta_mb(), kib_per_watcher(), open_seconds,
         error.empty() ? 0 : 1);
   }
 };
@@ -312,8 +312,8 @@ struct RestartResult {
     return absl::StrFormat(
         R"({"bench":"restart","jobs":%d,"listening_seconds":%.3f,"serving_seconds":%.3f,)"
         R"("stop_seconds":%.3f,"rss_mb":%.1f,"rss_settled_mb":%.1f,"errors":%d})",
-        jobs, listening_seconds, serving_seconds, stop_seconds, static_cast<double>(rss) / kMiB,
-        static_cast<double>(rss_settled) / kMiB, error.empty() ? 0 : 1);
+        jobs, listening_seconds, serving_seconds, stop_seconds, static_cast<double>(rss) / kMB,
+        static_cast<double>(rss_settled) / kMB, error.empty() ? 0 : 1);
   }
 };
 
@@ -491,7 +491,7 @@ int RunWatchMemoryBench(const ServerBenchContext& context) {
       SpreadOf(results, [](const WatchMemoryResult& r) { return r.delta_mb(); }).Json(),
       R"(,"rss_after_mb":)",
       SpreadOf(results,
-               [](const WatchMemoryResult& r) { return static_cast<double>(r.rss_after) / kMiB; })
+               [](const WatchMemoryResult& r) { return static_cast<double>(r.rss_after) / kMB; })
           .Json(),
       R"(,"kib_per_watcher":)",
       SpreadOf(results, [](const WatchMemoryResult& r) { return r.kib_per_watcher(); }).Json(2),
@@ -609,11 +609,11 @@ int RunRestartBench(const ServerBenchContext& context) {
       R"(,"listening_seconds":)",
       SpreadOf(results, [](const RestartResult& r) { return r.listening_seconds; }).Json(3),
       R"(,"rss_mb":)",
-      SpreadOf(results, [](const RestartResult& r) { return static_cast<double>(r.rss) / kMiB; })
+      SpreadOf(results, [](const RestartResult& r) { return static_cast<double>(r.rss) / kMB; })
           .Json(),
       R"(,"rss_settled_mb":)",
       SpreadOf(results,
-               [](const RestartResult& r) { return static_cast<double>(r.rss_settled) / kMiB; })
+               [](const RestartResult& r) { return static_cast<double>(r.rss_settled) / kMB; })
           .Json(),
       R"(,"stop_seconds":)",
       SpreadOf(results, [](const RestartResult& r) { return r.stop_seconds; }).Json(3), "}"));
