@@ -51,6 +51,11 @@ def runs_of(lines, bench, **match):
             and not l.get("skipped") and all(l.get(k) == v for k, v in match.items())]
 
 
+def col(lines, key, scale=1.0):
+    """One field of every run's line (times `scale`), or None when the measurement did not run."""
+    return [l[key] * scale for l in lines] if lines else None
+
+
 def ratios(ours, theirs):
     """Per-run ratios ours[i] / theirs[i] over the runs both have."""
     return [a / b for a, b in zip(ours, theirs) if a is not None and b]
@@ -111,7 +116,6 @@ def cell(s, digits, unit=""):
 
 def build_rows(ours, bullmq):
     rows = []
-    ms = lambda us: None if us is None else us / 1000.0
 
     # 1. create, 1 and every other in-flight count measured.
     in_flights = sorted({l["in_flight"] for l in runs_of(ours, "create")} |
@@ -119,8 +123,8 @@ def build_rows(ours, bullmq):
     for n in in_flights or [1, 64]:
         a = runs_of(ours, "create", in_flight=n)
         b = runs_of(bullmq, "bullmq_add", in_flight=n)
-        ops_a = [l["ops_per_sec"] for l in a] if a else None
-        ops_b = [l["ops_per_sec"] for l in b] if b else None
+        ops_a = col(a, "ops_per_sec")
+        ops_b = col(b, "ops_per_sec")
         row = Row(f"create_{n}_ops", f"durable create, {n} in flight (BullMQ: Queue.add)", "ops/s",
                   ops_a, "BullMQ Queue.add", ops_b,
                   ratios(ops_a or [], ops_b or []) if a and b else None,
@@ -129,8 +133,8 @@ def build_rows(ours, bullmq):
             row.judge(lambda _, r: r >= 2.0)
         rows.append(row)
         for q in ("p50", "p99"):
-            la = [ms(l[f"{q}_us"]) for l in a] if a else None
-            lb = [ms(l[f"{q}_us"]) for l in b] if b else None
+            la = col(a, f"{q}_us", 1e-3)
+            lb = col(b, f"{q}_us", 1e-3)
             rows.append(Row(f"create_{n}_{q}", f"durable create, {n} in flight: {q} latency",
                             "ms", la, "BullMQ Queue.add", lb,
                             ratios(la or [], lb or []) if a and b else None, digits=2))
@@ -138,8 +142,8 @@ def build_rows(ours, bullmq):
     # 2. job cycle.
     a = runs_of(ours, "cycle")
     b = runs_of(bullmq, "bullmq_cycle")
-    ja = [l["jobs_per_sec"] for l in a] if a else None
-    jb = [l["jobs_per_sec"] for l in b] if b else None
+    ja = col(a, "jobs_per_sec")
+    jb = col(b, "jobs_per_sec")
     slots = (a[0]["loops"] if a else b[0]["slots"] if b else 64)
     row = Row("cycle_jobs", f"job cycle, {slots} slots over 4 connections/processes, empty jobs",
               "jobs/s", ja, "BullMQ Worker", jb, ratios(ja or [], jb or []) if a and b else None,
@@ -156,8 +160,8 @@ def build_rows(ours, bullmq):
     watchers = a[0]["watchers"] if a else (b[0]["listeners"] if b else 1000)
     rate = a[0]["updates_per_sec"] if a else (b[0]["updates_per_sec"] if b else 10)
     for q in ("p50", "p99"):
-        la = [ms(l[f"{q}_us"]) for l in a] if a else None
-        lb = [ms(l[f"{q}_us"]) for l in b] if b else None
+        la = col(a, f"{q}_us", 1e-3)
+        lb = col(b, f"{q}_us", 1e-3)
         row = Row(f"watch_{q}", f"watch delivery {q}, {watchers:,} watchers x {rate:g} updates/s",
                   "ms", la, "BullMQ QueueEvents 'progress'", lb,
                   ratios(la or [], lb or []) if a and b else None,
@@ -177,16 +181,16 @@ def build_rows(ours, bullmq):
     a = runs_of(ours, "watch_memory")
     n = a[0]["watchers"] if a else 10000
     row = Row("watch_memory", f"server memory holding {n:,} idle watchers (VmRSS growth)", "MB",
-              [l["delta_mb"] for l in a] if a else None, target="<= 200 MB", digits=1)
+              col(a, "delta_mb"), target="<= 200 MB", digits=1)
     row.judge(lambda v, _: v <= 200.0, sized=n >= 10000)
     rows.append(row)
 
     # 4. part upload.
     a = runs_of(ours, "upload")
-    mb = [l["mb_per_sec"] for l in a] if a else None
+    mb = col(a, "mb_per_sec")
     row = Row("upload", "part upload (one UploadExportPart stream)", "MB/s", mb,
-              "dd conv=fdatasync", [l["dd_mb_per_sec"] for l in a] if a else None,
-              [l["ratio_vs_dd"] for l in a] if a else None, target=">= 0.8x dd", digits=0,
+              "dd conv=fdatasync", col(a, "dd_mb_per_sec"),
+              col(a, "ratio_vs_dd"), target=">= 0.8x dd", digits=0,
               note=f"{a[0]['bytes'] / 2**20:,.0f} MiB" if a else None)
     row.judge(lambda _, r: r >= 0.8, sized=bool(a) and a[0]["bytes"] >= 2**30)
     rows.append(row)
@@ -198,9 +202,9 @@ def build_rows(ours, bullmq):
         rows_text = f"{a[0]['records']:,} rows, " if a else ""
         row = Row(f"export_{variant}",
                   f"accounts export, {rows_text}{variant}, create -> completed",
-                  "records/s", [l["records_per_sec"] for l in a] if a else None, reference,
-                  [l["sqlite3_records_per_sec"] for l in a] if a else None,
-                  [l["ratio"] for l in a] if a else None, target=target, digits=0)
+                  "records/s", col(a, "records_per_sec"), reference,
+                  col(a, "sqlite3_records_per_sec"),
+                  col(a, "ratio"), target=target, digits=0)
         if target:
             row.judge(lambda _, r: r >= 0.8, sized=bool(a) and a[0]["records"] >= 2000000)
         rows.append(row)
@@ -209,11 +213,11 @@ def build_rows(ours, bullmq):
     a = runs_of(ours, "restart")
     jobs = a[0]["jobs"] if a else 1000000
     row = Row("restart_seconds", f"restart to serving with {jobs:,} jobs stored", "s",
-              [l["serving_seconds"] for l in a] if a else None, target="<= 2 s", digits=3)
+              col(a, "serving_seconds"), target="<= 2 s", digits=3)
     row.judge(lambda v, _: v <= 2.0, sized=jobs >= 1000000)
     rows.append(row)
     row = Row("restart_rss", f"server memory after the restart with {jobs:,} jobs (VmRSS)", "MB",
-              [l["rss_mb"] for l in a] if a else None, target="<= 1 GB", digits=0)
+              col(a, "rss_mb"), target="<= 1 GB", digits=0)
     row.judge(lambda v, _: v <= 1000.0, sized=jobs >= 1000000)
     rows.append(row)
     return rows
