@@ -122,8 +122,10 @@ function log(message) {
   process.stderr.write(`bullmq: ${message}\n`);
 }
 
+// Deletes every key; fails fast (no reconnects) when Redis cannot be reached.
 async function flushAll(connection) {
-  const admin = new IORedis(connection);
+  const admin = new IORedis({ ...connection, maxRetriesPerRequest: 1, retryStrategy: () => null,
+    connectTimeout: 5000 });
   try {
     await admin.flushall();
   } finally {
@@ -270,7 +272,8 @@ function withTimeout(promise, ms, what) {
 async function cycleChild(flags) {
   const connection = connectionOf(flags);
   let completed = 0;
-  let failed = 0;
+  let failed = 0;  // Jobs that failed.
+  let errors = 0;  // Errors of the Worker itself.
   let lastUs = 0;
   let firstError = '';
   const worker = new Worker(flags.queue, async (job) => {
@@ -285,21 +288,23 @@ async function cycleChild(flags) {
     if (!firstError) firstError = String(error);
   });
   worker.on('error', (error) => {
-    failed += 1;
+    errors += 1;
     if (!firstError) firstError = String(error);
   });
   await worker.waitUntilReady();
   let reported = -1;
   const report = () => {
-    if (completed + failed === reported) return;
-    reported = completed + failed;
-    process.send({ type: 'progress', completed, failed, last_us: lastUs, first_error: firstError });
+    if (completed + failed + errors === reported) return;
+    reported = completed + failed + errors;
+    process.send({
+      type: 'progress', completed, failed, errors, last_us: lastUs, first_error: firstError,
+    });
   };
   const timer = setInterval(report, 20);
   process.on('message', async (message) => {
     if (message.type === 'go') {
       worker.run().catch((error) => {
-        failed += 1;
+        errors += 1;
         if (!firstError) firstError = String(error);
       });
     } else if (message.type === 'stop') {
@@ -331,7 +336,8 @@ async function runCycleOnce(flags, connection, run) {
   }
   const addSeconds = (nowUs() - addStart) / 1e6;
 
-  const state = Array.from({ length: processes }, () => ({ completed: 0, failed: 0, last_us: 0 }));
+  const state = Array.from({ length: processes },
+    () => ({ completed: 0, failed: 0, errors: 0, last_us: 0 }));
   let firstError = '';
   let notify = () => {};
   const children = await startChildren('cycle', processes,
@@ -360,7 +366,7 @@ async function runCycleOnce(flags, connection, run) {
   }
   await stopChildren(children, 30000);
   const completed = state.reduce((sum, s) => sum + s.completed, 0);
-  const failed = state.reduce((sum, s) => sum + s.failed, 0);
+  const failed = state.reduce((sum, s) => sum + s.failed + s.errors, 0);
   const end = Math.max(...state.map((s) => s.last_us));
   const seconds = completed > 0 ? (end - start) / 1e6 : 0;
   await queue.close();
