@@ -1,5 +1,6 @@
 // The one mapping from absl::Status (used everywhere inside) to grpc::Status (at the service
-// edge). Codes map one to one; the message is kept.
+// edge). Codes map one to one; the message is kept; payloads (error details, see
+// server/limits.h) are sent as a google.rpc.Status in the grpc-status-details-bin trailer.
 #pragma once
 
 #include "absl/status/status.h"
