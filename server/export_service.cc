@@ -23,7 +23,10 @@ ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const J
       io_(io),
       clock_(clock),
       create_limits_(create_limits),
-      watch_limits_(watch_limits) {}
+      watch_limits_(watch_limits),
+      create_rate_(create_limits.create_rate_per_tenant, create_limits.create_burst_per_tenant,
+                   clock),
+      watchers_(watch_limits.max_watchers_per_tenant, watch_limits.max_watchers) {}
 
 std::string ExportServiceImpl::TenantOf(const grpc::CallbackServerContext*) { return ""; }
 
@@ -63,8 +66,11 @@ grpc::ServerUnaryReactor* ExportServiceImpl::CreateExportJob(
     exportjobs::v1::ExportJob* response) {
   absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
       ValidateAndNormalizeCreate(*request, create_limits_);
-  return Unary(context, normalized.status(), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Create(*std::move(normalized), TenantOf(context), FinishWithJob(reactor, response));
+  std::string tenant = TenantOf(context);
+  // A bad request takes no token of the create rate.
+  absl::Status valid = normalized.ok() ? create_rate_.Acquire(tenant) : normalized.status();
+  return Unary(context, valid, [&](grpc::ServerUnaryReactor* reactor) {
+    jobs_->Create(*std::move(normalized), std::move(tenant), FinishWithJob(reactor, response));
   });
 }
 
@@ -154,7 +160,11 @@ grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJob(
     return FailedWatch(ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("since_revision: must not be negative, got ", request->since_revision()))));
   }
-  return StartJobWatch(hub_, store_, readers_, watch_limits_, TenantOf(context), *request);
+  std::string tenant = TenantOf(context);
+  absl::StatusOr<WatcherSlots::Slot> slot = watchers_.Acquire(tenant);
+  if (!slot.ok()) return FailedWatch(ToGrpcStatus(slot.status()));
+  return StartJobWatch(hub_, store_, readers_, watch_limits_, std::move(tenant), *request,
+                       *std::move(slot));
 }
 
 grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJobs(
@@ -163,7 +173,10 @@ grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJobs(
       !valid.ok()) {
     return FailedWatch(ToGrpcStatus(valid));
   }
-  return StartAllJobsWatch(hub_, watch_limits_, TenantOf(context), *request);
+  std::string tenant = TenantOf(context);
+  absl::StatusOr<WatcherSlots::Slot> slot = watchers_.Acquire(tenant);
+  if (!slot.ok()) return FailedWatch(ToGrpcStatus(slot.status()));
+  return StartAllJobsWatch(hub_, watch_limits_, std::move(tenant), *request, *std::move(slot));
 }
 
 }  // namespace exportd

@@ -11,6 +11,7 @@
 #include "server/call_tracker.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
+#include "server/limits.h"
 #include "server/progress_hub.h"
 #include "server/validation.h"
 #include "server/watch_reactor.h"
@@ -86,6 +87,8 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   const Clock* const clock_;
   const CreateLimits create_limits_;
   const WatchLimits watch_limits_;
+  CreateRateLimiter create_rate_;
+  WatcherSlots watchers_;
 
   CallTracker calls_;
 };

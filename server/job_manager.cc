@@ -13,6 +13,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "server/job_txn.h"
+#include "server/limits.h"
 #include "server/validation.h"
 
 namespace exportd {
@@ -143,6 +144,7 @@ void JobManager::CommitLoop() {
     }
 
     Txn txn(store_, clock_->Now());
+    group_creates_.clear();
     for (Op& op : group) op.apply(txn);
 
     absl::Status written = absl::OkStatus();
@@ -177,8 +179,14 @@ void JobManager::CountChanges(const std::vector<JobChange>& changes) {
   for (const JobChange& change : changes) {
     const JobRecord& any = change.after ? *change.after : *change.before;
     if (any.job().id() < count_floor_) continue;  // Not counted yet: the count will see it.
-    if (change.before) by_status_[static_cast<size_t>(change.before->job().status())] -= 1;
-    if (change.after) by_status_[static_cast<size_t>(change.after->job().status())] += 1;
+    if (change.before) {
+      by_status_[static_cast<size_t>(change.before->job().status())] -= 1;
+      CountActive(*change.before, -1);
+    }
+    if (change.after) {
+      by_status_[static_cast<size_t>(change.after->job().status())] += 1;
+      CountActive(*change.after, +1);
+    }
   }
   for (size_t type = 0; type < ready_.size(); ++type) {
     queued_[type].store(static_cast<int64_t>(ready_[type].size()));
@@ -202,6 +210,7 @@ JobManager::Op JobManager::CountOp() {
         }
         for (const JobRecord& record : page->jobs) {
           by_status_[static_cast<size_t>(record.job().status())] += 1;
+          CountActive(record, +1);
         }
         if (page->more && !page->jobs.empty()) {
           count_floor_ = page->jobs.back().job().id();
@@ -218,6 +227,13 @@ JobManager::Op JobManager::CountOp() {
         counted_ = true;
       },
       nullptr};
+}
+
+void JobManager::CountActive(const JobRecord& record, int delta) {
+  if (IsTerminal(record.job().status())) return;
+  auto [it, inserted] = active_by_tenant_.try_emplace(record.tenant(), 0);
+  it->second += delta;
+  if (it->second <= 0) active_by_tenant_.erase(it);
 }
 
 JobManager::Counts JobManager::counts() const {
@@ -259,6 +275,20 @@ void JobManager::Create(CreateExportJobRequest normalized, std::string tenant, J
               return existing->job();
             }
           }
+        }
+        if (const int64_t limit = options_.max_active_jobs_per_tenant; limit > 0) {
+          auto it = active_by_tenant_.find(tenant);
+          const int64_t active =
+              (it == active_by_tenant_.end() ? 0 : it->second) + group_creates_[tenant];
+          if (active >= limit) {
+            return LimitExceeded(
+                absl::StrCat(TenantSubject(tenant), " has ", active,
+                             " active (pending or processing) jobs, its limit; retry once some "
+                             "have finished, or cancel some"),
+                options_.active_jobs_retry_after, TenantSubject(tenant),
+                absl::StrCat(limit, " active jobs per tenant (--max_active_jobs_per_tenant)"));
+          }
+          group_creates_[tenant] += 1;
         }
         JobRecord record;
         record.set_tenant(tenant);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -120,6 +121,12 @@ class JobManager {
     std::function<void(const CommitReport&)> on_commit;
     // Job records read per step of the count at start (see counts()).
     int count_page_size = 512;
+    // Most active (pending or processing) jobs of one tenant; a Create beyond it is
+    // RESOURCE_EXHAUSTED (server/limits.h). 0: no limit. Enforced from the jobs counted so far:
+    // until the count at start has finished (see counts()), jobs not yet counted are not seen.
+    int64_t max_active_jobs_per_tenant = 0;
+    // The retry hint of that refusal.
+    absl::Duration active_jobs_retry_after = absl::Seconds(5);
   };
 
   struct Counts {
@@ -141,6 +148,7 @@ class JobManager {
   // Creates a pending job from a request that passed ValidateAndNormalizeCreate.
   // With a request_id: returns the job an earlier create with the same tenant, request_id and
   // request made; ALREADY_EXISTS when that request_id was used for a different request.
+  // RESOURCE_EXHAUSTED when the tenant has max_active_jobs_per_tenant active jobs.
   void Create(exportjobs::v1::CreateExportJobRequest normalized, std::string tenant,
               JobCallback done);
 
@@ -275,6 +283,9 @@ class JobManager {
   absl::Duration Backoff(int attempt) const;
   // Committer only: keeps the counts in step with committed changes.
   void CountChanges(const std::vector<JobChange>& changes);
+  // Committer only: counts `record` in (+1) or out (-1) of its tenant's active jobs when it is
+  // active.
+  void CountActive(const JobRecord& record, int delta);
   // The op that counts the next page of the jobs stored at start.
   Op CountOp();
 
@@ -292,6 +303,10 @@ class JobManager {
   // job is counted. count_stalled_: a page failed to read; the next Tick resumes the count.
   std::string count_floor_;
   bool count_stalled_ = false;
+  // Committer only: active jobs by tenant, as committed and counted (like by_status_), and the
+  // creates staged by the group being applied.
+  absl::flat_hash_map<std::string, int64_t> active_by_tenant_;
+  absl::flat_hash_map<std::string, int64_t> group_creates_;
   absl::Time count_started_;
   mutable absl::Mutex counted_mu_;
   bool counted_ ABSL_GUARDED_BY(counted_mu_) = false;

@@ -143,7 +143,8 @@ absl::StatusOr<CreateExportJobRequest> ValidateAndNormalizeCreate(
     normalized.set_compression(exportjobs::v1::COMPRESSION_NONE);
   }
   if (request.part_size_bytes() == 0) {
-    normalized.set_part_size_bytes(limits.default_part_size_bytes);
+    normalized.set_part_size_bytes(
+        std::min(limits.default_part_size_bytes, limits.max_part_size_bytes));
   } else if (request.part_size_bytes() < limits.min_part_size_bytes ||
              request.part_size_bytes() > limits.max_part_size_bytes) {
     return Invalid(

@@ -21,6 +21,10 @@ struct CreateLimits {
   int64_t min_part_size_bytes = 1024;
   int64_t max_part_size_bytes = int64_t{4} << 30;
   int64_t default_part_size_bytes = int64_t{64} << 20;
+  // Creates per second per tenant, refilling a bucket of create_burst_per_tenant (checked by
+  // the service, see CreateRateLimiter in server/limits.h); <= 0: no limit.
+  double create_rate_per_tenant = 0;
+  int create_burst_per_tenant = 1;
 };
 
 // Checks a create request (fields against the entity's catalog, filters against the filter

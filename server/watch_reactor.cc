@@ -212,8 +212,10 @@ class WatchStream final : public WatchTarget {
 
 class Reactor final : public grpc::ServerWriteReactor<ExportJobEvent> {
  public:
-  Reactor(ProgressHub* hub, WatchStream::Config config)
-      : hub_(hub), stream_(std::make_shared<WatchStream>(std::move(config), this)) {}
+  Reactor(ProgressHub* hub, WatchStream::Config config, std::shared_ptr<void> slot)
+      : hub_(hub),
+        stream_(std::make_shared<WatchStream>(std::move(config), this)),
+        slot_(std::move(slot)) {}
 
   // Registers with the hub; ends the stream when the hub refuses.
   bool Register() {
@@ -238,6 +240,8 @@ class Reactor final : public grpc::ServerWriteReactor<ExportJobEvent> {
  private:
   ProgressHub* const hub_;
   const std::shared_ptr<WatchStream> stream_;
+  // The stream's watcher slot, given back when the reactor is deleted.
+  const std::shared_ptr<void> slot_;
   bool registered_ = false;
 };
 
@@ -295,12 +299,13 @@ absl::StatusOr<std::vector<EventPtr>> InitialEvents(
 
 grpc::ServerWriteReactor<ExportJobEvent>* StartJobWatch(
     ProgressHub* hub, const JobStore* store, Executor* readers, const WatchLimits& limits,
-    std::string tenant, const exportjobs::v1::WatchExportJobRequest& request) {
+    std::string tenant, const exportjobs::v1::WatchExportJobRequest& request,
+    std::shared_ptr<void> slot) {
   WatchStream::Config config;
   config.job_id = request.id();
   config.tenant = tenant;
   config.limits = limits;
-  auto* reactor = new Reactor(hub, std::move(config));
+  auto* reactor = new Reactor(hub, std::move(config), std::move(slot));
   // Register before reading, so that no change committed after the read can be missed; the
   // stream drops what the snapshot already covers by revision.
   if (!reactor->Register()) return reactor;
@@ -316,13 +321,13 @@ grpc::ServerWriteReactor<ExportJobEvent>* StartJobWatch(
 
 grpc::ServerWriteReactor<ExportJobEvent>* StartAllJobsWatch(
     ProgressHub* hub, const WatchLimits& limits, std::string tenant,
-    const exportjobs::v1::WatchExportJobsRequest& request) {
+    const exportjobs::v1::WatchExportJobsRequest& request, std::shared_ptr<void> slot) {
   WatchStream::Config config;
   config.tenant = std::move(tenant);
   config.status_filter = request.status();
   config.entity_filter = request.entity_type();
   config.limits = limits;
-  auto* reactor = new Reactor(hub, std::move(config));
+  auto* reactor = new Reactor(hub, std::move(config), std::move(slot));
   if (!reactor->Register()) return reactor;
   // Headers tell the client that the watch is registered: every change after it arrives is
   // delivered. They go out before any event (writes wait for Activate).

@@ -27,21 +27,28 @@ struct WatchLimits {
   size_t max_queued_jobs = 10'000;
   // Stored events replayed for since_revision before jumping to the current snapshot.
   int max_replay_events = 256;
+  // Open watch streams (WatchExportJob and WatchExportJobs) per tenant and per server; a watch
+  // beyond either is RESOURCE_EXHAUSTED. <= 0: no limit.
+  int max_watchers_per_tenant = 0;
+  int max_watchers = 0;
 };
 
+// `slot` (see WatcherSlots in server/limits.h) is held until gRPC is done with the stream.
+//
 // Starts a watch of one job: the current snapshot (or the changes after since_revision), then
 // every change. The request must have passed validation. `hub`, `store` and `readers` must
 // outlive the stream.
 grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* StartJobWatch(
     ProgressHub* hub, const JobStore* store, Executor* readers, const WatchLimits& limits,
-    std::string tenant, const exportjobs::v1::WatchExportJobRequest& request);
+    std::string tenant, const exportjobs::v1::WatchExportJobRequest& request,
+    std::shared_ptr<void> slot = nullptr);
 
 // Starts a watch of every change of every job of `tenant` that matches the request's filters.
 // The response headers are sent once the watch is registered, so a client that has them (e.g.
 // ClientReader::WaitForInitialMetadata) knows that no later change will be missed.
 grpc::ServerWriteReactor<exportjobs::v1::ExportJobEvent>* StartAllJobsWatch(
     ProgressHub* hub, const WatchLimits& limits, std::string tenant,
-    const exportjobs::v1::WatchExportJobsRequest& request);
+    const exportjobs::v1::WatchExportJobsRequest& request, std::shared_ptr<void> slot = nullptr);
 
 // A server stream that ends at once with `status`.
 template <typename Response>
