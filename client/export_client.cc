@@ -21,10 +21,11 @@ using exportjobs::v1::ExportJobEvent;
 using exportjobs::v1::ExportService;
 using exportjobs::v1::WorkerService;
 
-// The channel's keepalive: export-server keeps gRPC's default ping policy (a ping on a
-// connection without data less than 5 minutes after the previous one is a strike, and so is any
-// ping while no call is open; the third strike is a GOAWAY "too_many_pings").
-constexpr int kKeepaliveTimeMs = 5 * 60 * 1000;
+// The channel's keepalive: a ping every 30 s while calls are open finds a dead connection
+// (a half-open TCP connection, a restarted load balancer) within 50 s. export-server accepts
+// pings 10 s apart (--min_client_ping_interval); other gRPC servers keep gRPC's default policy,
+// which counts pings less than 5 minutes apart without data as strikes.
+constexpr int kKeepaliveTimeMs = 30 * 1000;
 constexpr int kKeepaliveTimeoutMs = 20 * 1000;
 constexpr int kInitialReconnectBackoffMs = 500;
 constexpr int kMaxReconnectBackoffMs = 5000;
@@ -159,7 +160,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   // Keep pinging a quiet long-lived stream (a watch) every kKeepaliveTimeMs rather than only
-  // twice: the server accepts pings that far apart for as long as a call is open.
+  // twice: export-server accepts pings that far apart.
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Reconnect within seconds once a server that was down is back (gRPC's default backs off to
   // two minutes).

@@ -76,11 +76,11 @@ struct CallOptions {
 
 // A channel to `target` ("host:port", or any gRPC target URI). With null credentials the channel
 // is insecure (plaintext). The channel reconnects on its own (after 0.5 s, backing off to 5 s
-// while the server stays away) and, while calls are open, sends a keepalive ping every 5 minutes
-// (closing the connection when no answer comes within 20 s), also on a quiet stream. Five
-// minutes is the shortest interval export-server accepts: it keeps gRPC's default ping policy,
-// under which pings closer together on a connection that sends no data, or pings while no call
-// is open, are strikes, and the third strike is a GOAWAY "too_many_pings".
+// while the server stays away) and, while calls are open, sends a keepalive ping every 30 s
+// (closing the connection when no answer comes within 20 s), also on a quiet stream.
+// export-server accepts pings down to 10 s apart (--min_client_ping_interval). A server that
+// keeps gRPC's default ping policy counts pings less than 5 minutes apart on a connection that
+// sends no data as strikes, and answers the third with a GOAWAY "too_many_pings".
 std::shared_ptr<grpc::Channel> MakeChannel(
     const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 

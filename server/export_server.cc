@@ -1,5 +1,6 @@
 #include "server/export_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +31,11 @@
 namespace exportd {
 
 namespace {
+
+// A duration as a gRPC channel argument in milliseconds (clamped to int).
+int ToMillis(absl::Duration d) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 0, INT32_MAX));
+}
 
 // The names gRPC health checking reports, besides the whole server ("").
 constexpr const char* kServiceNames[] = {"exportjobs.v1.ExportService",
@@ -185,7 +191,49 @@ class ExportServer::Impl {
   }
 };
 
+absl::Status CheckLimits(const ServerOptions& options) {
+  auto bad = [](const char* flag, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", why));
+  };
+  const CreateLimits& create = options.create_limits;
+  if (create.max_fields < 1) return bad("max_fields", "must be at least 1");
+  if (create.max_filters_bytes < 1) return bad("max_filters_bytes", "must be at least 1");
+  if (create.max_filters_depth < 1) return bad("max_filters_depth", "must be at least 1");
+  if (create.max_part_size_bytes < create.min_part_size_bytes) {
+    return bad("max_part_size_bytes",
+               absl::StrCat("must be at least ", create.min_part_size_bytes));
+  }
+  if (create.create_rate_per_tenant < 0) {
+    return bad("create_rate_per_tenant", "must not be negative (0: no limit)");
+  }
+  if (create.create_burst_per_tenant < 1)
+    return bad("create_burst_per_tenant", "must be at least 1");
+  if (options.jobs.max_active_jobs_per_tenant < 0) {
+    return bad("max_active_jobs_per_tenant", "must not be negative (0: no limit)");
+  }
+  if (options.jobs.max_page_size < 1) return bad("max_page_size", "must be at least 1");
+  if (options.watch_limits.max_watchers_per_tenant < 0 || options.watch_limits.max_watchers < 0) {
+    return bad("max_watchers",
+               "max_watchers and max_watchers_per_tenant must not be negative "
+               "(0: no limit)");
+  }
+  const int64_t chunk = options.workers.max_chunk_bytes;
+  if (chunk < 1024 || chunk > (int64_t{1} << 30)) {
+    return bad("max_upload_chunk_bytes", "must be between 1024 and 1073741824");
+  }
+  if (options.max_metadata_bytes < 1024) return bad("max_metadata_bytes", "must be at least 1024");
+  if (options.keepalive_time <= absl::ZeroDuration() ||
+      options.keepalive_timeout <= absl::ZeroDuration() ||
+      options.min_client_ping_interval < absl::ZeroDuration()) {
+    return bad("keepalive_time",
+               "keepalive_time and keepalive_timeout must be positive, "
+               "min_client_ping_interval not negative");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOptions& options) {
+  EXPORTD_RETURN_IF_ERROR(CheckLimits(options));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   EXPORTD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
@@ -305,8 +353,16 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(metrics->NewRpcInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  // Part uploads send chunks of up to max_chunk_bytes.
+  // The largest request is a part upload's chunk (max_chunk_bytes) with its header.
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.workers.max_chunk_bytes + (64 << 10)));
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, options.max_metadata_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ToMillis(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ToMillis(options.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ToMillis(options.min_client_ping_interval));
+  // Pings without data are allowed at that interval, and any number of them in a row.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   impl->server = builder.BuildAndStart();
   if (!impl->server || port == 0) {
     impl->server.reset();

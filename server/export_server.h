@@ -38,6 +38,15 @@ struct ServerOptions {
   int io_threads = 2;
   CreateLimits create_limits;
   WatchLimits watch_limits;
+  // The largest metadata (headers) of a call; larger calls are refused (RESOURCE_EXHAUSTED).
+  int max_metadata_bytes = 16 << 10;
+  // Keepalive: the server pings a connection idle this long, and closes it when the ping is not
+  // answered within keepalive_timeout. Clients may ping as often as min_client_ping_interval,
+  // also without calls in flight (export-worker and the client library ping every 30 s);
+  // clients pinging more often are sent GOAWAY (too_many_pings).
+  absl::Duration keepalive_time = absl::Minutes(1);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
   // Leases, retries, retention and download URLs (see JobManager::Options).
   JobManager::Options jobs;
   WorkerServiceImpl::Options workers;
@@ -51,6 +60,10 @@ struct ServerOptions {
   // Not owned; must outlive the server.
   const Clock* clock = Clock::Real();
 };
+
+// Checks the limits of `options` (ranges of the flags in docs/operations.md, "Limits"):
+// INVALID_ARGUMENT naming the first bad one. ExportServer::Start checks them too.
+absl::Status CheckLimits(const ServerOptions& options);
 
 class ExportServer {
  public:

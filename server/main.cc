@@ -46,6 +46,34 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "Time in-flight calls get to finish at shutdown.");
 ABSL_FLAG(int, read_threads, 2, "Threads serving reads from the job database.");
 
+// Limits (docs/operations.md, "Limits"). A refused call is RESOURCE_EXHAUSTED naming the limit,
+// with a google.rpc.RetryInfo in its error details when waiting helps.
+ABSL_FLAG(int64_t, max_active_jobs_per_tenant, 10'000,
+          "Most pending or processing jobs of one tenant; 0: no limit.");
+ABSL_FLAG(double, create_rate_per_tenant, 1000,
+          "Creates per second of one tenant, on average; 0: no limit.");
+ABSL_FLAG(int, create_burst_per_tenant, 2000,
+          "Creates one tenant may make at once above create_rate_per_tenant.");
+ABSL_FLAG(int, max_watchers_per_tenant, 10'000,
+          "Most open watch streams of one tenant; 0: no limit.");
+ABSL_FLAG(int, max_watchers, 20'000, "Most open watch streams of the server; 0: no limit.");
+ABSL_FLAG(int, max_fields, 500, "Most fields of one export.");
+ABSL_FLAG(int64_t, max_filters_bytes, 64 << 10, "Largest filters of one export, in bytes.");
+ABSL_FLAG(int, max_filters_depth, 8, "Deepest nesting of an export's filters.");
+ABSL_FLAG(int64_t, max_part_size_bytes, int64_t{4} << 30,
+          "Largest part_size_bytes of an export, and largest uploaded part.");
+ABSL_FLAG(int64_t, max_upload_chunk_bytes, 4 << 20,
+          "Largest data message of a part upload; every request is limited to this plus 64 KiB.");
+ABSL_FLAG(int, max_metadata_bytes, 16 << 10, "Largest metadata (headers) of a call, in bytes.");
+ABSL_FLAG(int, max_page_size, 1000, "Largest page_size of ListExportJobs.");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Minutes(1),
+          "The server pings a connection idle this long.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "Closes a connection whose keepalive ping is not answered within this.");
+ABSL_FLAG(absl::Duration, min_client_ping_interval, absl::Seconds(10),
+          "Shortest interval of client keepalive pings accepted (also without calls); clients "
+          "pinging more often get GOAWAY too_many_pings.");
+
 int main(int argc, char** argv) {
   absl::StatusOr<std::vector<char*>> positional = exportd::LoadConfig(
       argc, argv, "export-server",
@@ -83,6 +111,26 @@ int main(int argc, char** argv) {
   options.workers.max_claim_wait = absl::GetFlag(FLAGS_max_claim_wait);
   options.job_retention = absl::GetFlag(FLAGS_job_retention);
   options.janitor_interval = absl::GetFlag(FLAGS_janitor_interval);
+  options.jobs.max_active_jobs_per_tenant = absl::GetFlag(FLAGS_max_active_jobs_per_tenant);
+  options.jobs.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  options.create_limits.create_rate_per_tenant = absl::GetFlag(FLAGS_create_rate_per_tenant);
+  options.create_limits.create_burst_per_tenant = absl::GetFlag(FLAGS_create_burst_per_tenant);
+  options.create_limits.max_fields = absl::GetFlag(FLAGS_max_fields);
+  options.create_limits.max_filters_bytes = absl::GetFlag(FLAGS_max_filters_bytes);
+  options.create_limits.max_filters_depth = absl::GetFlag(FLAGS_max_filters_depth);
+  options.create_limits.max_part_size_bytes = absl::GetFlag(FLAGS_max_part_size_bytes);
+  options.workers.max_part_bytes = absl::GetFlag(FLAGS_max_part_size_bytes);
+  options.workers.max_chunk_bytes = absl::GetFlag(FLAGS_max_upload_chunk_bytes);
+  options.watch_limits.max_watchers_per_tenant = absl::GetFlag(FLAGS_max_watchers_per_tenant);
+  options.watch_limits.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  options.max_metadata_bytes = absl::GetFlag(FLAGS_max_metadata_bytes);
+  options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.min_client_ping_interval = absl::GetFlag(FLAGS_min_client_ping_interval);
+  if (absl::Status limits = exportd::CheckLimits(options); !limits.ok()) {
+    std::cerr << "export-server: " << limits.message() << "\n";
+    return 1;
+  }
   if (options.jobs.lease_duration <= absl::ZeroDuration() || options.jobs.max_attempts < 1 ||
       options.jobs.retention <= absl::ZeroDuration() ||
       options.jobs.retry_backoff < absl::ZeroDuration()) {
