@@ -125,5 +125,17 @@ TEST_F(ServerConfigTest, ABadEnvironmentValueStopsItNamingTheVariable) {
               HasSubstr("environment variable EXPORTD_MAX_ATTEMPTS: flag max_attempts: "));
 }
 
+TEST_F(ServerConfigTest, AnUnusableLimitStopsItNamingTheFlag) {
+  ASSERT_OK_AND_ASSIGN(ExitInfo bad,
+                       ServerProcess::RunUntilExit(Options({"--max_fields=0"}), kExitTimeout));
+  EXPECT_EQ(bad.status.code, 1);
+  EXPECT_THAT(bad.stderr_text, HasSubstr("export-server: max_fields: must be at least 1"));
+
+  ASSERT_OK_AND_ASSIGN(ExitInfo chunk, ServerProcess::RunUntilExit(
+                                           Options({"--max_upload_chunk_bytes=10"}), kExitTimeout));
+  EXPECT_EQ(chunk.status.code, 1);
+  EXPECT_THAT(chunk.stderr_text, HasSubstr("max_upload_chunk_bytes: must be between 1024"));
+}
+
 }  // namespace
 }  // namespace exportd::testing
