@@ -24,6 +24,16 @@ namespace exportd::bench {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// The export-server flags of every server the benchmark starts: the per-tenant limits off, since
+// every call comes from one tenant and the point is the server's own throughput
+// (docs/operations.md, "Limits").
+inline const std::vector<std::string>& UnlimitedServerArgs() {
+  static const std::vector<std::string> args = {"--create_rate_per_tenant=0",
+                                                "--max_active_jobs_per_tenant=0",
+                                                "--max_watchers_per_tenant=0", "--max_watchers=0"};
+  return args;
+}
+
 inline int64_t NowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
       .count();

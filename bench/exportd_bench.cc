@@ -604,6 +604,7 @@ int WithFreshServer(Measure measure) {
   options.binary = absl::GetFlag(FLAGS_server_binary);
   options.data_dir = dir->path() + "/data";
   options.echo_stderr = absl::GetFlag(FLAGS_server_log);
+  options.extra_args = UnlimitedServerArgs();
   if (options.binary.empty()) {
     std::cerr << "no export-server: pass --server=HOST:PORT or --server_binary=PATH\n";
     return 2;

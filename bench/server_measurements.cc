@@ -79,6 +79,7 @@ absl::StatusOr<std::unique_ptr<test_support::ServerProcess>> StartServer(
   options.data_dir = data_dir;
   options.echo_stderr = context.server_log;
   options.start_timeout = absl::GetFlag(FLAGS_restart_timeout);
+  options.extra_args = UnlimitedServerArgs();
   return test_support::ServerProcess::Start(options);
 }
 
