@@ -86,16 +86,18 @@ case "$mode" in
     ;;
 
   detects)
-    # base/: proto/ as it is; changed/: the same with two wire-breaking edits, and the
-    # repository's buf.yaml, so that its breaking rules are the ones that must catch them.
+    # base/: proto/ as it is; changed/: the same with two wire-breaking edits. Both have the
+    # repository's buf.yaml, so that its module (with its excludes) and its breaking rules are
+    # the ones that must catch them.
     mkdir -p "$work/base" "$work/changed" || exit 1
     cp -R "$source_dir/proto" "$work/base/" || exit 1
     cp -R "$source_dir/proto" "$work/changed/" || exit 1
+    cp "$source_dir/buf.yaml" "$work/base/" || exit 1
     cp "$source_dir/buf.yaml" "$work/changed/" || exit 1
     cd "$work/changed" || exit 1
 
     # The unchanged copy passes: a failure below comes from the edits, not from the setup.
-    if ! run_buf breaking --against "$work/base/proto"; then
+    if ! run_buf breaking --against "$work/base"; then
       echo "FAIL: an unchanged copy of proto/ is reported as breaking:" >&2
       cat "$work/out" >&2
       exit 1
@@ -111,7 +113,7 @@ case "$mode" in
       exit 1
     fi
 
-    run_buf breaking --against "$work/base/proto"
+    run_buf breaking --against "$work/base"
     rc=$?
     if [ "$rc" -eq 0 ]; then
       echo "FAIL: buf breaking accepted a field type change and a field number change" >&2
