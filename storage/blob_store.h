@@ -3,7 +3,8 @@
 // are kept per lease epoch, so that a worker that lost its lease can never overwrite the parts
 // of the attempt that replaced it.
 //
-// Thread safety: all methods are thread-safe; a PartUpload is used by one thread at a time.
+// Thread safety: all methods are thread-safe; a PartUpload is used by one thread at a time (it
+// may write in the background between its calls, and waits for that before it is destroyed).
 // Every method does file I/O: never call one on a gRPC callback thread.
 #pragma once
 
@@ -24,6 +25,8 @@ class BlobStore {
   class PartUpload {
    public:
     virtual ~PartUpload() = default;
+    // Adds `data` to the part (copied: the caller may reuse it). May return before the bytes
+    // are written; a failed write shows in a later Append or in Commit.
     // Errors: UNAVAILABLE when the write fails (e.g. the disk is full).
     [[nodiscard]] virtual absl::Status Append(std::string_view data) = 0;
     // Checks that the bytes appended have `size_bytes` bytes and the SHA-256 `sha256` (lowercase

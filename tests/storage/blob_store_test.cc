@@ -1,11 +1,16 @@
 // The file BlobStore on a temporary directory.
 #include "storage/blob_store.h"
 
+#include <openssl/sha.h>
+#include <sys/resource.h>
+
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/status_matchers.h"
@@ -21,6 +26,29 @@ constexpr char kJob[] = "0000000000000001000000aa";
 // SHA-256 of "hello world".
 constexpr char kHelloWorldSha[] =
     "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
+// `size` bytes that differ from block to block (a misplaced block shows).
+std::string Bytes(size_t size) {
+  std::string bytes(size, '\0');
+  uint32_t x = 2463534242u;
+  for (char& c : bytes) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  return bytes;
+}
+
+// The staging buffer of the file store: parts are written in blocks of this many bytes.
+constexpr size_t kStage = size_t{4} << 20;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -83,6 +111,63 @@ TEST_F(BlobStoreTest, AbandonedUploadLeavesNoFile) {
     ASSERT_OK_AND_ASSIGN(auto upload, store_->StartPart(kJob, 1, 1));
     ASSERT_OK(upload->Append("partial"));
   }
+  EXPECT_EQ(CountFiles(dir_.path()), 0);
+}
+
+// Sizes around the direct-write block (4096) and the staging buffer, appended in chunks that
+// are aligned to neither: every byte lands in place, and the digest is checked.
+TEST_F(BlobStoreTest, PartsOfEverySizeHoldTheirBytes) {
+  const size_t sizes[] = {
+      1, 4095, 4096, 4097, kStage - 1, kStage, kStage + 1, 2 * kStage, 3 * kStage + 4097};
+  int32_t part = 0;
+  for (size_t size : sizes) {
+    ++part;
+    const std::string bytes = Bytes(size);
+    ASSERT_OK_AND_ASSIGN(auto upload, store_->StartPart(kJob, 1, part));
+    for (size_t offset = 0; offset < size; offset += (1 << 20) + 13) {
+      ASSERT_OK(upload->Append(std::string_view(bytes).substr(offset, (1 << 20) + 13)));
+    }
+    ASSERT_OK(upload->Commit(static_cast<int64_t>(size), Sha256Hex(bytes)));
+    ASSERT_OK_AND_ASSIGN(std::string path, store_->PartPath(kJob, 1, part));
+    EXPECT_EQ(std::filesystem::file_size(path), size) << "size " << size;
+    EXPECT_TRUE(ReadFile(path) == bytes) << "size " << size;
+  }
+}
+
+TEST_F(BlobStoreTest, AnUploadAbandonedWithWritesUnderWayLeavesNoFile) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto upload, store_->StartPart(kJob, 1, 1));
+    ASSERT_OK(upload->Append(Bytes(2 * kStage + 5)));  // Two blocks written, five bytes staged.
+  }
+  EXPECT_EQ(CountFiles(dir_.path()), 0);
+}
+
+// A write that fails (here: past the process's file size limit, as a full disk would) is
+// UNAVAILABLE naming the write, from Append or at the latest from Commit; nothing is kept.
+TEST_F(BlobStoreTest, AFailedWriteIsUnavailableAndKeepsNothing) {
+  struct rlimit old_limit;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limit = old_limit;
+  limit.rlim_cur = kStage + 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
+
+  const std::string bytes = Bytes(3 * kStage);
+  absl::Status status;
+  {
+    auto upload = store_->StartPart(kJob, 1, 1);
+    status = upload.status();
+    for (size_t offset = 0; status.ok() && offset < bytes.size(); offset += 1 << 20) {
+      status = (*upload)->Append(std::string_view(bytes).substr(offset, 1 << 20));
+    }
+    if (status.ok())
+      status = (*upload)->Commit(static_cast<int64_t>(bytes.size()), Sha256Hex(bytes));
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("write ")));
+  EXPECT_THAT(store_->PartPath(kJob, 1, 1), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(CountFiles(dir_.path()), 0);
 }
 
