@@ -1,7 +1,9 @@
 #include "server/worker_service.h"
 
 #include <chrono>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -95,11 +97,21 @@ absl::Status ValidateFail(const exportjobs::v1::FailExportJobRequest& request) {
   return absl::OkStatus();
 }
 
-// One UploadExportPart stream: header, chunks, trailer. Each message is handled to the end
-// (lease check, file write, commit) before the next read starts, so there is one task at a
-// time and the reactor finishes only from that flow.
+// One UploadExportPart stream: header, chunks, trailer, pipelined. The header's lease check and
+// the part file's creation come first; then gRPC reads the next message while the I/O executor
+// writes the chunks before it: each chunk moves (not copies) from the read buffer into a queue
+// that one writer task at a time drains in order (SHA-256 and the file write). Reading pauses
+// while kMaxQueuedBytes are queued and resumes as the writer catches up, so an upload holds at
+// most that much (at least one chunk) besides the chunk being read and the one being written.
+// The trailer's commit runs on the writer after the last chunk.
+//
+// The reactor finishes exactly once, and never while a writer task runs (OnDone deletes it):
+// an error found on the gRPC thread while the writer runs is left for the writer to finish with.
 class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartRequest> {
  public:
+  // Bytes of chunks queued for the writer before reading pauses.
+  static constexpr int64_t kMaxQueuedBytes = int64_t{8} << 20;
+
   UploadReactor(JobManager* jobs, BlobStore* blobs, Executor* io, CallTracker* calls,
                 const WorkerServiceImpl::Options& options, UploadExportPartResponse* response)
       : jobs_(jobs), blobs_(blobs), io_(io), calls_(calls), options_(options), response_(response) {
@@ -107,7 +119,7 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return End(Invalid("trailer", "the stream ended before the part's trailer"));
+    if (!ok) return Stop(Invalid("trailer", "the stream ended before the part's trailer"));
     switch (request_.item_case()) {
       case UploadExportPartRequest::kHeader:
         return OnHeader();
@@ -116,14 +128,11 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
       case UploadExportPartRequest::kTrailer:
         return OnTrailer();
       default:
-        return End(Invalid("item", "each message must hold a header, a chunk or a trailer"));
+        return Stop(Invalid("item", "each message must hold a header, a chunk or a trailer"));
     }
   }
 
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-  }
+  void OnCancel() override { Stop(absl::CancelledError("the upload was cancelled")); }
 
   void OnDone() override {
     calls_->Exit();
@@ -135,84 +144,173 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
 
  private:
   void OnHeader() {
-    if (started_) return End(Invalid("header", "sent twice"));
+    if (started_) return Stop(Invalid("header", "sent twice"));
     started_ = true;
     header_ = request_.header();
     if (absl::Status valid = ValidateLease(header_.job_id(), header_.lease_token()); !valid.ok()) {
-      return End(valid);
+      return Stop(valid);
     }
     if (header_.part_number() < 1) {
-      return End(Invalid("header.part_number",
-                         absl::StrCat("must be at least 1, got ", header_.part_number())));
+      return Stop(Invalid("header.part_number",
+                          absl::StrCat("must be at least 1, got ", header_.part_number())));
     }
-    if (header_.record_count() < 0)
-      return End(Invalid("header.record_count", "must not be negative"));
+    if (header_.record_count() < 0) {
+      return Stop(Invalid("header.record_count", "must not be negative"));
+    }
+    // The lease check and the file's creation run as the writer: nothing else runs meanwhile.
+    {
+      absl::MutexLock lock(&mu_);
+      if (!status_.ok()) return;  // Cancelled: OnCancel finished.
+      writing_ = true;
+    }
     jobs_->CheckLease(
         header_.job_id(), header_.lease_token(), [this](absl::StatusOr<int64_t> epoch) {
-          if (!epoch.ok()) return End(epoch.status());
+          if (!epoch.ok()) return WriterStopped(epoch.status());
           io_->Submit([this, epoch = *epoch] {
             auto upload = blobs_->StartPart(header_.job_id(), epoch, header_.part_number());
-            if (!upload.ok()) return End(upload.status());
+            if (!upload.ok()) return WriterStopped(upload.status());
             upload_ = *std::move(upload);
-            Next();
+            StartRead(&request_);
+            Drain();
           });
         });
   }
 
+  // On the gRPC thread: queue the chunk, start the writer if it is idle, read on unless the
+  // queue is full.
   void OnChunk() {
-    if (!upload_) return End(Invalid("header", "must come first"));
+    if (!started_) return Stop(Invalid("header", "must come first"));
     const int64_t size = static_cast<int64_t>(request_.chunk().size());
     if (size > options_.max_chunk_bytes) {
-      return End(
+      return Stop(
           Invalid("chunk", absl::StrCat(size, " bytes, at most ", options_.max_chunk_bytes)));
     }
-    if (upload_->size() + size > options_.max_part_bytes) {
-      return End(
+    if (received_ + size > options_.max_part_bytes) {
+      return Stop(
           Invalid("chunk", absl::StrCat("the part exceeds ", options_.max_part_bytes, " bytes")));
     }
-    io_->Submit([this] {
-      if (absl::Status appended = upload_->Append(request_.chunk()); !appended.ok()) {
-        return End(appended);
-      }
-      if (options_.on_bytes_written) {
-        options_.on_bytes_written(static_cast<int64_t>(request_.chunk().size()));
-      }
-      Next();
-    });
+    received_ += size;
+    bool start_writer = false;
+    bool read_on = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!status_.ok()) return;  // Finished, or the writer will finish.
+      queue_.push_back(std::move(*request_.mutable_chunk()));
+      queued_bytes_ += size;
+      start_writer = !writing_;
+      writing_ = true;
+      read_on = queued_bytes_ < kMaxQueuedBytes;
+      read_paused_ = !read_on;
+    }
+    if (read_on) StartRead(&request_);
+    if (start_writer) io_->Submit([this] { Drain(); });
   }
 
   void OnTrailer() {
-    if (!upload_) return End(Invalid("header", "must come first"));
+    if (!started_) return Stop(Invalid("header", "must come first"));
     const auto& trailer = request_.trailer();
     if (!IsLowerHexSha256(trailer.sha256())) {
-      return End(Invalid("trailer.sha256", "must be 64 lowercase hex characters"));
+      return Stop(Invalid("trailer.sha256", "must be 64 lowercase hex characters"));
     }
-    io_->Submit([this, trailer] {
-      if (absl::Status committed = upload_->Commit(trailer.size_bytes(), trailer.sha256());
-          !committed.ok()) {
-        return End(committed);
-      }
-      ExportPart part;
-      part.set_part_number(header_.part_number());
-      part.set_size_bytes(trailer.size_bytes());
-      part.set_record_count(header_.record_count());
-      part.set_sha256(trailer.sha256());
-      *response_->mutable_part() = part;
-      jobs_->RecordPart(header_.job_id(), header_.lease_token(), part,
-                        [this](absl::StatusOr<ExportJob> job) { End(job.status()); });
-    });
-  }
-
-  // Reads the next message, unless the call was cancelled meanwhile.
-  void Next() {
+    bool start_writer = false;
     {
       absl::MutexLock lock(&mu_);
-      if (cancelled_) return Finish(grpc::Status::CANCELLED);
+      if (!status_.ok()) return;  // Finished, or the writer will finish.
+      trailer_ = trailer;
+      start_writer = !writing_;
+      writing_ = true;
     }
-    StartRead(&request_);
+    if (start_writer) io_->Submit([this] { Drain(); });
   }
 
-  void End(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  // The writer, on the I/O executor: writes the queued chunks in order, then commits once the
+  // trailer has come. Returns when the queue is empty (the next chunk starts a new writer).
+  void Drain() {
+    std::optional<UploadExportPartRequest::Trailer> trailer;  // Set when it is time to commit.
+    while (true) {
+      std::string chunk;
+      bool resume_read = false;
+      {
+        absl::MutexLock lock(&mu_);
+        if (!status_.ok()) break;  // Stopped meanwhile: finish with that error.
+        if (queue_.empty()) {
+          if (!trailer_) {
+            writing_ = false;
+            return;
+          }
+          trailer = *trailer_;
+          break;  // Every chunk is written: commit.
+        }
+        chunk = std::move(queue_.front());
+        queue_.pop_front();
+        queued_bytes_ -= static_cast<int64_t>(chunk.size());
+        if (read_paused_ && queued_bytes_ < kMaxQueuedBytes) {
+          read_paused_ = false;
+          resume_read = true;
+        }
+      }
+      if (resume_read) StartRead(&request_);
+      if (absl::Status appended = upload_->Append(chunk); !appended.ok()) {
+        return WriterStopped(appended);
+      }
+      if (options_.on_bytes_written) options_.on_bytes_written(static_cast<int64_t>(chunk.size()));
+    }
+    if (trailer) return Commit(*trailer);
+    WriterStopped(absl::OkStatus());
+  }
+
+  // On the writer, after the last chunk: the durable commit, then the part's record.
+  void Commit(const UploadExportPartRequest::Trailer& trailer) {
+    if (absl::Status committed = upload_->Commit(trailer.size_bytes(), trailer.sha256());
+        !committed.ok()) {
+      return WriterStopped(committed);
+    }
+    ExportPart part;
+    part.set_part_number(header_.part_number());
+    part.set_size_bytes(trailer.size_bytes());
+    part.set_record_count(header_.record_count());
+    part.set_sha256(trailer.sha256());
+    *response_->mutable_part() = part;
+    jobs_->RecordPart(header_.job_id(), header_.lease_token(), part,
+                      [this](absl::StatusOr<ExportJob> job) { WriterStopped(job.status()); });
+  }
+
+  // Ends the upload with `status` (the first error wins): finishes now when no writer runs,
+  // else leaves it to the writer, which stops at its next step.
+  void Stop(const absl::Status& status) {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (status_.ok()) status_ = status;
+      if (!writing_) finish = TakeFinish(false);
+    }
+    if (finish) Finish(*finish);
+  }
+
+  // The writer ends: with the commit's (or the lease check's, the file's creation's) outcome, or
+  // OK when it stopped for an error recorded meanwhile. Finishes with the first error recorded,
+  // else with `status`.
+  void WriterStopped(const absl::Status& status) {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (status_.ok() && !status.ok()) status_ = status;
+      finish = TakeFinish(status_.ok());
+    }
+    if (finish) Finish(*finish);
+  }
+
+  // The status to Finish with (outside mu_: gRPC may run OnDone, which deletes this, inside
+  // Finish), once; nothing after that.
+  std::optional<grpc::Status> TakeFinish(bool committed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return std::nullopt;
+    finished_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    if (committed) return grpc::Status::OK;
+    return ToGrpcStatus(status_);
+  }
 
   JobManager* const jobs_;
   BlobStore* const blobs_;
@@ -220,12 +318,22 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
   CallTracker* const calls_;
   const WorkerServiceImpl::Options options_;
   UploadExportPartResponse* const response_;
+  // Touched by gRPC reactions only (one at a time), and by the writer only while no read is
+  // outstanding (StartRead after the file's creation and on resume).
   UploadExportPartRequest request_;
   UploadExportPartRequest::Header header_;
-  std::unique_ptr<BlobStore::PartUpload> upload_;
   bool started_ = false;
+  int64_t received_ = 0;  // Bytes of the chunks read (gRPC reactions only).
+  // Used by the writer only, and freed in OnDone.
+  std::unique_ptr<BlobStore::PartUpload> upload_;
   absl::Mutex mu_;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<UploadExportPartRequest::Trailer> trailer_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // A writer task (or the lease check) runs.
+  absl::Status status_ ABSL_GUARDED_BY(mu_);   // The first error.
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class RefusedUpload final : public grpc::ServerReadReactor<UploadExportPartRequest> {

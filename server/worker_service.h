@@ -1,6 +1,7 @@
 // WorkerServiceImpl: the internal gRPC protocol of export-worker processes, on the callback
 // API. Requests are validated on the gRPC thread and handed to the JobManager; part uploads
-// stream into the BlobStore on the I/O executor (never on a gRPC thread), one message at a time.
+// stream into the BlobStore on the I/O executor (never on a gRPC thread), pipelined: the next
+// message is read while the chunks before it are written.
 //
 // Thread safety: called by gRPC from any thread.
 #pragma once

@@ -2,13 +2,16 @@
 // completion, and the errors of each.
 #include <httplib.h>
 #include <openssl/sha.h>
+#include <sys/resource.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "exportjobs/v1/worker_service.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -100,6 +103,39 @@ std::string ReadFile(const std::string& path) {
   std::stringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+// `n` chunks of `size` bytes that differ from chunk to chunk.
+std::vector<std::string> Chunks(int n, size_t size) {
+  std::vector<std::string> chunks;
+  for (int i = 0; i < n; ++i) {
+    std::string chunk(size, static_cast<char>('a' + i % 26));
+    chunk.replace(0, std::min<size_t>(size, 16), absl::StrCat("chunk ", i, " ").substr(0, 16));
+    chunks.push_back(std::move(chunk));
+  }
+  return chunks;
+}
+
+// Files (temporary ones included) under the server's part directory.
+int CountPartFiles(const std::string& data_dir) {
+  int n = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::recursive_directory_iterator(data_dir + "/parts", error);
+       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+    if (it->is_regular_file()) ++n;
+  }
+  return n;
+}
+
+exportjobs::v1::ExportPart PartOf(const std::vector<std::string>& chunks) {
+  std::string all;
+  for (const auto& c : chunks) all += c;
+  exportjobs::v1::ExportPart part;
+  part.set_part_number(1);
+  part.set_size_bytes(static_cast<int64_t>(all.size()));
+  part.set_record_count(3);
+  part.set_sha256(Sha256Hex(all));
+  return part;
 }
 
 TEST_F(WorkerServiceTest, ClaimUploadCompleteOverGrpc) {
@@ -263,6 +299,136 @@ TEST_F(WorkerServiceTest, MalformedUploadStreamsAreInvalidArgument) {
   EXPECT_THAT(no_trailer.error_message(), StartsWith("trailer: "));
   EXPECT_EQ(part_zero.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(part_zero.error_message(), StartsWith("header.part_number: "));
+}
+
+// Chunks are read while earlier ones are written: a part of many chunks of uneven sizes is
+// stored byte for byte.
+TEST_F(WorkerServiceTest, APartOfManyChunksIsStoredWhole) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  std::vector<std::string> chunks = Chunks(12, (1 << 20) + 13);
+  chunks.push_back("tail");
+  std::string all;
+  for (const auto& c : chunks) all += c;
+  UploadExportPartResponse response;
+
+  grpc::Status status = Upload(job.id(), token, 1, chunks, &response);
+
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.part().size_bytes(), static_cast<int64_t>(all.size()));
+  EXPECT_EQ(response.part().sha256(), Sha256Hex(all));
+  EXPECT_TRUE(ReadFile(server_.data_dir() + "/parts/" + job.id() + "/1/1.part") == all);
+}
+
+// A worker that stops while its chunks are still being written: the call ends CANCELLED, the
+// part does not exist, and no file is left once the server has drained.
+TEST_F(WorkerServiceTest, AnUploadCancelledMidStreamLeavesNoPart) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  const std::vector<std::string> chunks = Chunks(16, 1 << 20);
+  auto context = Deadlined();
+  UploadExportPartResponse response;
+  auto writer = workers_->UploadExportPart(context.get(), &response);
+  UploadExportPartRequest message;
+  message.mutable_header()->set_job_id(job.id());
+  message.mutable_header()->set_lease_token(token);
+  message.mutable_header()->set_part_number(1);
+  message.mutable_header()->set_record_count(3);
+  ASSERT_TRUE(writer->Write(message));
+  for (const auto& c : chunks) {
+    message.set_chunk(c);
+    ASSERT_TRUE(writer->Write(message));
+  }
+
+  context->TryCancel();
+  grpc::Status status = writer->Finish();
+  ExportJob completed;
+  grpc::Status complete = Complete(job.id(), token, {PartOf(chunks)}, &completed);
+  server_.server().Shutdown();
+
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+  EXPECT_EQ(complete.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(complete.error_message(), HasSubstr("part 1 was not uploaded"));
+  EXPECT_EQ(CountPartFiles(server_.data_dir()), 0);
+}
+
+// The stream ends (half-closed) without a trailer while the chunks before are being written.
+TEST_F(WorkerServiceTest, AStreamEndingWithoutItsTrailerMidPipelineKeepsNothing) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  const std::vector<std::string> chunks = Chunks(16, 1 << 20);
+  UploadExportPartResponse response;
+
+  grpc::Status status = Upload(job.id(), token, 1, chunks, &response, -1, "", false);
+  ExportJob completed;
+  grpc::Status complete = Complete(job.id(), token, {PartOf(chunks)}, &completed);
+  server_.server().Shutdown();
+
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), StartsWith("trailer: the stream ended before"));
+  EXPECT_EQ(complete.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(CountPartFiles(server_.data_dir()), 0);
+}
+
+// A write that fails while later chunks are still arriving (here: past the process's file size
+// limit, as on a full disk) ends the upload UNAVAILABLE naming the write, and keeps nothing.
+TEST_F(WorkerServiceTest, AWriteFailingMidPipelineIsUnavailableAndKeepsNothing) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  const std::vector<std::string> chunks = Chunks(24, 1 << 20);
+  struct rlimit old_limit;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limit = old_limit;
+  limit.rlim_cur = 6 << 20;  // Above what the job database writes in this test.
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
+  UploadExportPartResponse response;
+
+  grpc::Status status = Upload(job.id(), token, 1, chunks, &response);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+  ExportJob completed;
+  grpc::Status complete = Complete(job.id(), token, {PartOf(chunks)}, &completed);
+  server_.server().Shutdown();
+
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_THAT(status.error_message(), StartsWith("write "));
+  EXPECT_EQ(complete.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(CountPartFiles(server_.data_dir()), 0);
+}
+
+class SmallLimitsWorkerServiceTest : public WorkerServiceTest {
+ protected:
+  static ServerOptions SmallLimits() {
+    ServerOptions options;
+    options.workers.max_chunk_bytes = 4096;
+    options.workers.max_part_bytes = 10000;
+    return options;
+  }
+  SmallLimitsWorkerServiceTest() : WorkerServiceTest(SmallLimits()) {}
+};
+
+TEST_F(SmallLimitsWorkerServiceTest, ChunksOverTheLimitsAreRefusedNamingTheField) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  UploadExportPartResponse response;
+
+  grpc::Status too_large = Upload(job.id(), token, 1, {"abc", std::string(4097, 'x')}, &response);
+  grpc::Status part_too_large = Upload(job.id(), token, 1, Chunks(3, 4000), &response);
+  grpc::Status at_the_limits = Upload(job.id(), token, 1, Chunks(2, 4096), &response);
+  server_.server().Shutdown();
+
+  EXPECT_EQ(too_large.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(too_large.error_message(), "chunk: 4097 bytes, at most 4096");
+  EXPECT_EQ(part_too_large.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(part_too_large.error_message(), "chunk: the part exceeds 10000 bytes");
+  EXPECT_TRUE(at_the_limits.ok()) << at_the_limits.error_message();
+  EXPECT_EQ(CountPartFiles(server_.data_dir()), 1);  // The last upload's part alone.
 }
 
 TEST_F(WorkerServiceTest, AWaitingClaimIsAnsweredByTheNextCreate) {
