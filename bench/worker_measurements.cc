@@ -460,21 +460,29 @@ struct UploadResult {
   double write_seconds = 0;  // First write() to the end of fdatasync().
   double dd_seconds = 0;     // As dd reports it.
   int64_t dd_bytes = 0;
+  // dd with oflag=direct as well: how the server writes part files (O_DIRECT, then fsync).
+  double dd_direct_seconds = 0;
+  int64_t dd_direct_bytes = 0;
   std::string sha256;
   std::string error;
 
   double mb_per_sec() const { return MegabytesPerSec(bytes, seconds); }
   double write_mb_per_sec() const { return MegabytesPerSec(bytes, write_seconds); }
   double dd_mb_per_sec() const { return MegabytesPerSec(dd_bytes, dd_seconds); }
+  double dd_direct_mb_per_sec() const {
+    return MegabytesPerSec(dd_direct_bytes, dd_direct_seconds);
+  }
 
   std::string Json() const {
     return absl::StrFormat(
         R"({"bench":"upload","bytes":%d,"chunk_bytes":%d,"seconds":%.3f,"mb_per_sec":%.1f,)"
         R"("write_seconds":%.3f,"write_mb_per_sec":%.1f,"dd_bytes":%d,"dd_seconds":%.3f,)"
-        R"("dd_mb_per_sec":%.1f,"ratio_vs_write":%.3f,"ratio_vs_dd":%.3f,"errors":%d})",
+        R"("dd_mb_per_sec":%.1f,"dd_direct_seconds":%.3f,"dd_direct_mb_per_sec":%.1f,)"
+        R"("ratio_vs_write":%.3f,"ratio_vs_dd":%.3f,"ratio_vs_dd_direct":%.3f,"errors":%d})",
         bytes, chunk_bytes, seconds, mb_per_sec(), write_seconds, write_mb_per_sec(), dd_bytes,
-        dd_seconds, dd_mb_per_sec(), Ratio(mb_per_sec(), write_mb_per_sec()),
-        Ratio(mb_per_sec(), dd_mb_per_sec()), error.empty() ? 0 : 1);
+        dd_seconds, dd_mb_per_sec(), dd_direct_seconds, dd_direct_mb_per_sec(),
+        Ratio(mb_per_sec(), write_mb_per_sec()), Ratio(mb_per_sec(), dd_mb_per_sec()),
+        Ratio(mb_per_sec(), dd_direct_mb_per_sec()), error.empty() ? 0 : 1);
   }
 };
 
@@ -516,10 +524,30 @@ class Payload {
   std::string base_;
 };
 
-// Uploads the payload as part 1 of a claimed job; sets seconds and sha256.
+// The payload's SHA-256 (lowercase hex), computed before an upload is timed: the export-worker
+// computes a part's digest while it writes the part file, not while it uploads it.
+std::string PayloadSha256(const Payload& payload) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
+  std::string chunk;
+  for (int64_t i = 0; i < payload.chunks(); ++i) {
+    payload.Stamp(i, &chunk);
+    EVP_DigestUpdate(sha.get(), chunk.data(), chunk.size());
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  EVP_DigestFinal_ex(sha.get(), digest, &digest_size);
+  return Hex(digest, digest_size);
+}
+
+// Uploads the payload as part 1 of a claimed job, as the export-worker uploads a part file
+// (client/export_client.cc, WorkerClient::Upload): each chunk is produced (here stamped, there
+// read from the file) and then written to the stream. Sets seconds (from the first chunk to the
+// server's answer) and sha256.
 grpc::Status UploadPayload(WorkerService::Stub* stub, const std::string& job_id,
                            const std::string& token, const Payload& payload, absl::Duration timeout,
                            UploadResult* result) {
+  result->sha256 = PayloadSha256(payload);
   grpc::ClientContext context;
   context.set_deadline(DeadlineAfter(timeout));
   UploadExportPartResponse response;
@@ -532,19 +560,12 @@ grpc::Status UploadPayload(WorkerService::Stub* stub, const std::string& job_id,
   request.mutable_header()->set_record_count(0);
   bool open = writer->Write(request);
 
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
   std::string* chunk = request.mutable_chunk();
   const int64_t start = NowNanos();
   for (int64_t i = 0; open && i < payload.chunks(); ++i) {
     payload.Stamp(i, chunk);
-    EVP_DigestUpdate(sha.get(), chunk->data(), chunk->size());
     open = writer->Write(request);
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_size = 0;
-  EVP_DigestFinal_ex(sha.get(), digest, &digest_size);
-  result->sha256 = Hex(digest, digest_size);
   if (open) {
     UploadExportPartRequest trailer;
     trailer.mutable_trailer()->set_size_bytes(result->bytes);
@@ -592,16 +613,23 @@ absl::StatusOr<double> WriteReference(const std::string& path, const Payload& pa
   return seconds;
 }
 
-// Runs `dd if=/dev/zero of=PATH bs=1M count=N conv=fdatasync` and reads its own report
-// ("N bytes (...) copied, S s, ..."). The file is removed afterwards.
-absl::Status RunDd(const std::string& scratch, int64_t bytes, absl::Duration timeout,
-                   UploadResult* result) {
+// Runs `dd if=/dev/zero of=PATH bs=1M count=N conv=fdatasync` (with `direct`: bs=4M and
+// oflag=direct too) and reads its own report ("N bytes (...) copied, S s, ...") into
+// *bytes_out and *seconds_out. The file is removed afterwards.
+absl::Status RunDd(const std::string& scratch, int64_t bytes, bool direct, absl::Duration timeout,
+                   int64_t* bytes_out, double* seconds_out) {
   const std::string path = scratch + "/bench-dd.bin";
   const std::string log = scratch + "/bench-dd.log";
-  const int64_t count = (bytes + (1 << 20) - 1) >> 20;
+  const int shift = direct ? 22 : 20;
+  const int64_t count = (bytes + (int64_t{1} << shift) - 1) >> shift;
   ChildProcess::Options options;
-  options.argv = {
-      "dd", "if=/dev/zero", "of=" + path, "bs=1M", absl::StrCat("count=", count), "conv=fdatasync"};
+  options.argv = {"dd",
+                  "if=/dev/zero",
+                  "of=" + path,
+                  direct ? "bs=4M" : "bs=1M",
+                  absl::StrCat("count=", count),
+                  "conv=fdatasync"};
+  if (direct) options.argv.push_back("oflag=direct");
   options.stderr_path = log;
   options.env = {"LC_ALL=C"};
   absl::StatusOr<std::unique_ptr<ChildProcess>> dd = ChildProcess::Start(options);
@@ -620,7 +648,7 @@ absl::Status RunDd(const std::string& scratch, int64_t bytes, absl::Duration tim
     const absl::string_view first = line.substr(0, line.find(' '));
     absl::string_view rest = line.substr(copied + 9);
     rest = rest.substr(0, rest.find(' '));
-    if (absl::SimpleAtoi(first, &result->dd_bytes) && absl::SimpleAtod(rest, &result->dd_seconds)) {
+    if (absl::SimpleAtoi(first, bytes_out) && absl::SimpleAtod(rest, seconds_out)) {
       return absl::OkStatus();
     }
   }
@@ -682,8 +710,16 @@ UploadResult RunUploadOnce(const WorkerBenchContext& context, WorkerService::Stu
     return result;
   }
   result.write_seconds = *write_seconds;
-  if (absl::Status dd = RunDd(context.scratch_dir, bytes, timeout, &result); !dd.ok()) {
+  if (absl::Status dd = RunDd(context.scratch_dir, bytes, /*direct=*/false, timeout,
+                              &result.dd_bytes, &result.dd_seconds);
+      !dd.ok()) {
     result.error = absl::StrCat("dd: ", dd.message());
+    return result;
+  }
+  if (absl::Status dd = RunDd(context.scratch_dir, bytes, /*direct=*/true, timeout,
+                              &result.dd_direct_bytes, &result.dd_direct_seconds);
+      !dd.ok()) {
+    result.error = absl::StrCat("dd oflag=direct: ", dd.message());
   }
   return result;
 }
@@ -960,6 +996,13 @@ int RunUploadBench(const WorkerBenchContext& context) {
       R"(,"ratio_vs_dd":)",
       SpreadOf(results,
                [](const UploadResult& r) { return Ratio(r.mb_per_sec(), r.dd_mb_per_sec()); })
+          .Json(3),
+      R"(,"dd_direct_mb_per_sec":)",
+      SpreadOf(results, [](const UploadResult& r) { return r.dd_direct_mb_per_sec(); }).Json(),
+      R"(,"ratio_vs_dd_direct":)",
+      SpreadOf(
+          results,
+          [](const UploadResult& r) { return Ratio(r.mb_per_sec(), r.dd_direct_mb_per_sec()); })
           .Json(3),
       "}"));
   return failures == 0 ? 0 : 1;
