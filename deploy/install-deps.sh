@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libssl-dev zlib1g-dev libsqlite3-dev sqlite3 curl procps libcpp-httplib-dev
+  libssl-dev openssl zlib1g-dev libsqlite3-dev sqlite3 curl procps libcpp-httplib-dev
   nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev libcli11-dev
   python3 python3-grpcio python3-protobuf python3-yaml
   clang-14 libclang-rt-14-dev llvm-14

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/export_file.h"
 #include "server/grpc_status.h"
+#include "server/tenancy.h"
 
 namespace exportd {
 namespace {
@@ -56,7 +57,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<DownloadExportResp
   void Resolve() {
     const std::string& id = request_.id();
     absl::StatusOr<JobRecord> record = store_->Get(id);
-    if ((record.ok() && record->tenant() != tenant_) || absl::IsNotFound(record.status())) {
+    if ((record.ok() && !InTenantScope(tenant_, record->tenant())) ||
+        absl::IsNotFound(record.status())) {
       return End(absl::NotFoundError(absl::StrCat("job ", id, " not found")));
     }
     if (!record.ok()) return End(record.status());

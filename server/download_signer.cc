@@ -227,16 +227,18 @@ absl::StatusOr<std::unique_ptr<DownloadSigner>> DownloadSigner::Create(std::stri
   return std::unique_ptr<DownloadSigner>(new DownloadSigner(std::move(key), std::move(public_url)));
 }
 
-std::string DownloadSigner::Url(const std::string& job_id, int32_t part, absl::Time expires) const {
+std::string DownloadSigner::Url(const std::string& job_id, const std::string& tenant, int32_t part,
+                                absl::Time expires) const {
   const int64_t expires_seconds = absl::ToUnixSeconds(expires);
   const std::string resource = part == 0 ? "file" : absl::StrCat("parts/", part);
   return absl::StrCat(public_url_, "/v1/export-jobs/", EscapePathSegment(job_id), "/", resource,
-                      "?expires=", expires_seconds, "&sig=", Sign(job_id, part, expires_seconds));
+                      "?tenant=", EscapePathSegment(tenant), "&expires=", expires_seconds,
+                      "&sig=", Sign(job_id, tenant, part, expires_seconds));
 }
 
 absl::Status DownloadSigner::Verify(const std::string& job_id, int32_t part,
-                                    const std::string& expires, const std::string& sig,
-                                    absl::Time now) const {
+                                    const std::string& tenant, const std::string& expires,
+                                    const std::string& sig, absl::Time now) const {
   if (expires.empty()) return absl::PermissionDeniedError("the URL has no expires value");
   if (sig.empty()) return absl::PermissionDeniedError("the URL has no sig value");
   int64_t expires_seconds = 0;
@@ -248,7 +250,7 @@ absl::Status DownloadSigner::Verify(const std::string& job_id, int32_t part,
   if (sig.size() != kSignatureHexLength || !IsLowerHex(sig)) {
     return absl::PermissionDeniedError("the URL's sig value is malformed");
   }
-  const std::string expected = Sign(job_id, part, expires_seconds);
+  const std::string expected = Sign(job_id, tenant, part, expires_seconds);
   if (CRYPTO_memcmp(expected.data(), sig.data(), kSignatureHexLength) != 0) {
     return absl::PermissionDeniedError("the URL's signature does not match");
   }
@@ -259,11 +261,13 @@ absl::Status DownloadSigner::Verify(const std::string& job_id, int32_t part,
   return absl::OkStatus();
 }
 
-std::string DownloadSigner::Sign(const std::string& job_id, int32_t part, int64_t expires) const {
-  // The job id is length-prefixed and the integers cannot hold a newline, so no two
-  // (job id, part, expires) have the same message.
+std::string DownloadSigner::Sign(const std::string& job_id, const std::string& tenant, int32_t part,
+                                 int64_t expires) const {
+  // The job id and the tenant are length-prefixed and the integers cannot hold a newline, so no
+  // two (job id, tenant, part, expires) have the same message.
   const std::string message =
-      absl::StrCat("exportd-download-v1\n", job_id.size(), ":", job_id, "\n", part, "\n", expires);
+      absl::StrCat("exportd-download-v2\n", job_id.size(), ":", job_id, "\n", tenant.size(), ":",
+                   tenant, "\n", part, "\n", expires);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_size = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),

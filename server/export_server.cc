@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <system_error>
 #include <thread>
 
@@ -66,6 +68,43 @@ absl::StatusOr<T> AwaitResult(Start start, absl::Duration timeout) {
         absl::StrCat("the job store did not answer within ", absl::FormatDuration(timeout)));
   }
   return *std::move(state->result);
+}
+
+absl::StatusOr<std::string> ReadPemFile(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read \"", path, "\""));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": \"", path, "\" holds no PEM block (-----BEGIN ...)"));
+  }
+  return text.str();
+}
+
+// The credentials of the gRPC port: plaintext, server TLS, or mutual TLS (see ServerOptions).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("tls_client_ca: needs --tls_cert and --tls_key too");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("tls_cert, tls_key: give both or neither");
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  EXPORTD_ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFile("tls_cert", options.tls_cert_file));
+  EXPORTD_ASSIGN_OR_RETURN(pair.private_key, ReadPemFile("tls_key", options.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca_file.empty()) {
+    EXPORTD_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                             ReadPemFile("tls_client_ca", options.tls_client_ca_file));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
 }
 
 absl::Status PrepareDataDir(const std::string& dir) {
@@ -236,6 +275,30 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   EXPORTD_RETURN_IF_ERROR(CheckLimits(options));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  if (options.auth && options.insecure_no_auth) {
+    return absl::InvalidArgumentError("insecure_no_auth: cannot be combined with a tokens file");
+  }
+  if (!options.auth && !options.insecure_no_auth) {
+    return absl::InvalidArgumentError(
+        "tokens_file: must be set (or run with --insecure_no_auth to accept every caller as an "
+        "admin, for development only)");
+  }
+  if (!options.auth) {
+    impl->options.auth = Authenticator::Insecure();
+    LogEvent(
+        LogLevel::kWarn, "auth.insecure_no_auth",
+        {{"message",
+          "authentication is off: every caller is an admin of tenant \"\" (development only)"}});
+  } else {
+    LogEvent(LogLevel::kInfo, "auth.enabled",
+             {{"tokens_file", options.auth->tokens_file()},
+              {"tokens", static_cast<int64_t>(options.auth->token_count())},
+              {"tls", !options.tls_cert_file.empty()},
+              {"mtls", !options.tls_client_ca_file.empty()}});
+  }
+  const Authenticator* auth = impl->options.auth.get();
+  EXPORTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           MakeServerCredentials(options));
   EXPORTD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
   RocksDbJobStore::Options store_options;
   store_options.path = (std::filesystem::path(options.data_dir) / "jobs").string();
@@ -276,21 +339,32 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   ServerMetrics* metrics = impl->metrics.get();
   http_options.metrics = [metrics] { return metrics->Scrape(); };
   http_options.readiness = [served] { return served->Readiness(); };
-  // The JSON view: the checks and reads of GetExportJob and ListExportJobs, in the default
-  // tenant (as every gRPC caller until authentication assigns tenants).
-  http_options.get_job = [served](const std::string& id) -> absl::StatusOr<ExportJob> {
+  // The JSON view: the checks and reads of GetExportJob and ListExportJobs, for the caller's
+  // tenant scope; the same tokens and roles as the gRPC calls (/metrics: admins only).
+  http_options.authorize = [auth](const std::optional<std::string>& header,
+                                  bool admin_only) -> absl::StatusOr<std::string> {
+    std::optional<std::string_view> value;
+    if (header) value = *header;
+    EXPORTD_ASSIGN_OR_RETURN(Principal caller, auth->Authenticate(value));
+    EXPORTD_RETURN_IF_ERROR(Authorize(caller, admin_only ? Access::kAdminOnly : Access::kJobs,
+                                      admin_only ? "GET /metrics" : "GET /v1/export-jobs"));
+    return caller.scope();
+  };
+  http_options.get_job = [served](const std::string& id,
+                                  const std::string& scope) -> absl::StatusOr<ExportJob> {
     EXPORTD_RETURN_IF_ERROR(ValidateJobId(id));
     JobManager* jobs = served->serving_jobs.load();
     if (jobs == nullptr) return absl::UnavailableError("the server is starting");
     return AwaitResult<ExportJob>(
-        [&](JobManager::JobCallback done) { jobs->Get(id, "", std::move(done)); }, kViewTimeout);
+        [&](JobManager::JobCallback done) { jobs->Get(id, scope, std::move(done)); }, kViewTimeout);
   };
-  http_options.list_jobs = [served](const exportjobs::v1::ListExportJobsRequest& request)
-      -> absl::StatusOr<exportjobs::v1::ListExportJobsResponse> {
+  http_options.list_jobs =
+      [served](const exportjobs::v1::ListExportJobsRequest& request,
+               const std::string& scope) -> absl::StatusOr<exportjobs::v1::ListExportJobsResponse> {
     JobManager* jobs = served->serving_jobs.load();
     if (jobs == nullptr) return absl::UnavailableError("the server is starting");
     return AwaitResult<exportjobs::v1::ListExportJobsResponse>(
-        [&](JobManager::ListCallback done) { jobs->List(request, "", std::move(done)); },
+        [&](JobManager::ListCallback done) { jobs->List(request, scope, std::move(done)); },
         kViewTimeout);
   };
   EXPORTD_ASSIGN_OR_RETURN(impl->http, HttpServer::Start(http_options));
@@ -311,8 +385,9 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
     LogCommit(report);  // Formats on the committer; the asynchronous logger writes.
   };
   const DownloadSigner* signer = impl->signer.get();
-  job_options.download_url = [signer](const std::string& id, int32_t part, absl::Time expires) {
-    return signer->Url(id, part, expires);
+  job_options.download_url = [signer](const std::string& id, const std::string& tenant,
+                                      int32_t part, absl::Time expires) {
+    return signer->Url(id, tenant, part, expires);
   };
   job_options.discard_parts = [blobs, io](const std::string& id, int64_t epoch) {
     io->Submit([blobs, id, epoch] {
@@ -335,18 +410,19 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
             {"seconds", absl::ToDoubleSeconds(absl::Now() - loading_start)}});
   impl->serving_jobs.store(impl->jobs.get());
   impl->stage.store(Impl::Stage::kStartingGrpc);
-  impl->service = std::make_unique<ExportServiceImpl>(impl->jobs.get(), hub, impl->store.get(),
-                                                      blobs, impl->readers.get(), io, options.clock,
-                                                      options.create_limits, options.watch_limits);
+  impl->service = std::make_unique<ExportServiceImpl>(
+      impl->jobs.get(), hub, impl->store.get(), blobs, impl->readers.get(), io, options.clock,
+      options.create_limits, options.watch_limits, auth);
   WorkerServiceImpl::Options worker_options = options.workers;
   worker_options.on_bytes_written = [metrics](int64_t bytes) { metrics->AddUploadBytes(bytes); };
-  impl->workers = std::make_unique<WorkerServiceImpl>(impl->jobs.get(), blobs, io, worker_options);
+  impl->workers =
+      std::make_unique<WorkerServiceImpl>(impl->jobs.get(), blobs, io, worker_options, auth);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.grpc_address, credentials, &port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(impl->service.get());
   builder.RegisterService(impl->workers.get());

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "server/auth.h"
 #include "server/job_manager.h"
 #include "server/validation.h"
 #include "server/watch_reactor.h"
@@ -50,6 +51,18 @@ struct ServerOptions {
   // Leases, retries, retention and download URLs (see JobManager::Options).
   JobManager::Options jobs;
   WorkerServiceImpl::Options workers;
+  // Who may call (server/auth.h): every gRPC call and the JSON view and /metrics need a bearer
+  // token from this authenticator. Shared so that its owner can Reload it (SIGHUP). Start refuses
+  // to run without one unless insecure_no_auth is set.
+  std::shared_ptr<Authenticator> auth;
+  // No authentication: every caller is an admin of tenant "" (logs a warning at start).
+  // Only when auth is null.
+  bool insecure_no_auth = false;
+  // TLS for the gRPC port (PEM files). Cert and key: server TLS; with client_ca as well, every
+  // client must present a certificate that CA signed (mutual TLS). All empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
   // Progress reports of one job reach watchers at most this often (the latest always does).
   absl::Duration progress_interval = absl::Milliseconds(250);
   // How often leases are checked for expiry and waiting claims for their end.
@@ -67,7 +80,8 @@ absl::Status CheckLimits(const ServerOptions& options);
 
 class ExportServer {
  public:
-  // Opens the store and starts serving. Errors: INVALID_ARGUMENT for unusable options,
+  // Opens the store and starts serving. Errors: INVALID_ARGUMENT for unusable options (no
+  // auth and no insecure_no_auth, both, or unreadable TLS files),
   // UNAVAILABLE when the data directory cannot be opened (e.g. another server holds it) or the
   // address cannot be bound.
   static absl::StatusOr<std::unique_ptr<ExportServer>> Start(const ServerOptions& options);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
+#include "common/str_cat.h"
 #include "server/download_reactor.h"
 #include "server/grpc_status.h"
 
@@ -14,7 +15,7 @@ using exportjobs::v1::ExportJobEvent;
 ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store,
                                      const BlobStore* blobs, Executor* readers, Executor* io,
                                      const Clock* clock, CreateLimits create_limits,
-                                     WatchLimits watch_limits)
+                                     WatchLimits watch_limits, const Authenticator* auth)
     : jobs_(jobs),
       hub_(hub),
       store_(store),
@@ -24,11 +25,19 @@ ExportServiceImpl::ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const J
       clock_(clock),
       create_limits_(create_limits),
       watch_limits_(watch_limits),
+      auth_(auth),
       create_rate_(create_limits.create_rate_per_tenant, create_limits.create_burst_per_tenant,
                    clock),
       watchers_(watch_limits.max_watchers_per_tenant, watch_limits.max_watchers) {}
 
-std::string ExportServiceImpl::TenantOf(const grpc::CallbackServerContext*) { return ""; }
+namespace {
+constexpr char kService[] = "exportjobs.v1.ExportService/";
+}  // namespace
+
+absl::StatusOr<Principal> ExportServiceImpl::JobCaller(const grpc::CallbackServerContext* context,
+                                                       const char* method) const {
+  return auth_->Check(context, Access::kJobs, Cat(kService, method));
+}
 
 void ExportServiceImpl::Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
   reactor->Finish(ToGrpcStatus(status));
@@ -50,13 +59,18 @@ grpc::ServerUnaryReactor* ExportServiceImpl::Refuse(grpc::ServerUnaryReactor* re
 
 template <typename Start>
 grpc::ServerUnaryReactor* ExportServiceImpl::Unary(grpc::CallbackServerContext* context,
+                                                   Access access, const char* method,
                                                    const absl::Status& valid, Start start) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!calls_.Enter()) return Refuse(reactor);
-  if (!valid.ok()) {
+  // Who calls comes before what it asks: an unauthenticated caller learns nothing of the rest.
+  absl::StatusOr<Principal> caller = auth_->Check(context, access, Cat(kService, method));
+  if (!caller.ok()) {
+    Finish(reactor, caller.status());
+  } else if (!valid.ok()) {
     Finish(reactor, valid);
   } else {
-    start(reactor);
+    start(reactor, *caller);
   }
   return reactor;
 }
@@ -66,50 +80,58 @@ grpc::ServerUnaryReactor* ExportServiceImpl::CreateExportJob(
     exportjobs::v1::ExportJob* response) {
   absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
       ValidateAndNormalizeCreate(*request, create_limits_);
-  std::string tenant = TenantOf(context);
-  // A bad request takes no token of the create rate.
-  absl::Status valid = normalized.ok() ? create_rate_.Acquire(tenant) : normalized.status();
-  return Unary(context, valid, [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Create(*std::move(normalized), std::move(tenant), FinishWithJob(reactor, response));
-  });
+  return Unary(context, Access::kJobs, "CreateExportJob", normalized.status(),
+               [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+                 // Only an authenticated, valid request takes a token of the create rate.
+                 if (absl::Status allowed = create_rate_.Acquire(caller.tenant); !allowed.ok()) {
+                   return Finish(reactor, allowed);
+                 }
+                 // A job belongs to its creator's own tenant (an admin's too).
+                 jobs_->Create(*std::move(normalized), caller.tenant,
+                               FinishWithJob(reactor, response));
+               });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::GetExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::GetExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Get(request->id(), TenantOf(context), FinishWithJob(reactor, response));
-  });
+  return Unary(context, Access::kJobs, "GetExportJob", ValidateJobId(request->id()),
+               [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+                 jobs_->Get(request->id(), caller.scope(), FinishWithJob(reactor, response));
+               });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::ListExportJobs(
     grpc::CallbackServerContext* context, const exportjobs::v1::ListExportJobsRequest* request,
     exportjobs::v1::ListExportJobsResponse* response) {
-  return Unary(context, absl::OkStatus(), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->List(
-        *request, TenantOf(context),
-        [this, reactor, response](absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page) {
-          if (page.ok()) *response = *std::move(page);
-          Finish(reactor, page.status());
-        });
-  });
+  return Unary(context, Access::kJobs, "ListExportJobs", absl::OkStatus(),
+               [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+                 jobs_->List(*request, caller.scope(),
+                             [this, reactor, response](
+                                 absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page) {
+                               if (page.ok()) *response = *std::move(page);
+                               Finish(reactor, page.status());
+                             });
+               });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::CancelExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::CancelExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Cancel(request->id(), TenantOf(context), FinishWithJob(reactor, response));
-  });
+  return Unary(context, Access::kJobs, "CancelExportJob", ValidateJobId(request->id()),
+               [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+                 jobs_->Cancel(request->id(), caller.scope(), FinishWithJob(reactor, response));
+               });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::DeleteExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::DeleteExportJobRequest* request,
     google::protobuf::Empty*) {
-  return Unary(context, ValidateJobId(request->id()), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Delete(request->id(), TenantOf(context),
-                  [this, reactor](absl::Status status) { Finish(reactor, status); });
-  });
+  return Unary(context, Access::kJobs, "DeleteExportJob", ValidateJobId(request->id()),
+               [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+                 jobs_->Delete(request->id(), caller.scope(),
+                               [this, reactor](absl::Status status) { Finish(reactor, status); });
+               });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::ListExportableFields(
@@ -124,20 +146,25 @@ grpc::ServerUnaryReactor* ExportServiceImpl::ListExportableFields(
     valid = absl::InvalidArgumentError(
         absl::StrCat("entity_type: unknown value ", request->entity_type()));
   }
-  return Unary(context, valid, [&](grpc::ServerUnaryReactor* reactor) {
-    for (const catalog::Field& field : entity->fields) {
-      exportjobs::v1::ExportableField* out = response->add_fields();
-      out->set_name(std::string(field.name));
-      out->set_type(field.type);
-      out->set_default_(field.is_default);
-      out->set_description(std::string(field.description));
-    }
-    Finish(reactor, absl::OkStatus());
-  });
+  return Unary(context, Access::kAnyRole, "ListExportableFields", valid,
+               [&](grpc::ServerUnaryReactor* reactor, const Principal&) {
+                 for (const catalog::Field& field : entity->fields) {
+                   exportjobs::v1::ExportableField* out = response->add_fields();
+                   out->set_name(std::string(field.name));
+                   out->set_type(field.type);
+                   out->set_default_(field.is_default);
+                   out->set_description(std::string(field.description));
+                 }
+                 Finish(reactor, absl::OkStatus());
+               });
 }
 
 grpc::ServerWriteReactor<exportjobs::v1::DownloadExportResponse>* ExportServiceImpl::DownloadExport(
     grpc::CallbackServerContext* context, const exportjobs::v1::DownloadExportRequest* request) {
+  absl::StatusOr<Principal> caller = JobCaller(context, "DownloadExport");
+  if (!caller.ok()) {
+    return FailedStream<exportjobs::v1::DownloadExportResponse>(ToGrpcStatus(caller.status()));
+  }
   absl::Status valid = ValidateJobId(request->id());
   if (valid.ok() && request->part() < 0) {
     valid = absl::InvalidArgumentError(
@@ -148,11 +175,13 @@ grpc::ServerWriteReactor<exportjobs::v1::DownloadExportResponse>* ExportServiceI
     return FailedStream<exportjobs::v1::DownloadExportResponse>(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
   }
-  return StartDownload(store_, blobs_, io_, clock_, &calls_, TenantOf(context), *request);
+  return StartDownload(store_, blobs_, io_, clock_, &calls_, caller->scope(), *request);
 }
 
 grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::WatchExportJobRequest* request) {
+  absl::StatusOr<Principal> caller = JobCaller(context, "WatchExportJob");
+  if (!caller.ok()) return FailedWatch(ToGrpcStatus(caller.status()));
   if (absl::Status valid = ValidateJobId(request->id()); !valid.ok()) {
     return FailedWatch(ToGrpcStatus(valid));
   }
@@ -160,23 +189,24 @@ grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJob(
     return FailedWatch(ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("since_revision: must not be negative, got ", request->since_revision()))));
   }
-  std::string tenant = TenantOf(context);
-  absl::StatusOr<WatcherSlots::Slot> slot = watchers_.Acquire(tenant);
+  // Watchers count against the caller's own tenant (an admin's too).
+  absl::StatusOr<WatcherSlots::Slot> slot = watchers_.Acquire(caller->tenant);
   if (!slot.ok()) return FailedWatch(ToGrpcStatus(slot.status()));
-  return StartJobWatch(hub_, store_, readers_, watch_limits_, std::move(tenant), *request,
+  return StartJobWatch(hub_, store_, readers_, watch_limits_, caller->scope(), *request,
                        *std::move(slot));
 }
 
 grpc::ServerWriteReactor<ExportJobEvent>* ExportServiceImpl::WatchExportJobs(
     grpc::CallbackServerContext* context, const exportjobs::v1::WatchExportJobsRequest* request) {
+  absl::StatusOr<Principal> caller = JobCaller(context, "WatchExportJobs");
+  if (!caller.ok()) return FailedWatch(ToGrpcStatus(caller.status()));
   if (absl::Status valid = ValidateJobFilters(request->status(), request->entity_type());
       !valid.ok()) {
     return FailedWatch(ToGrpcStatus(valid));
   }
-  std::string tenant = TenantOf(context);
-  absl::StatusOr<WatcherSlots::Slot> slot = watchers_.Acquire(tenant);
+  absl::StatusOr<WatcherSlots::Slot> slot = watchers_.Acquire(caller->tenant);
   if (!slot.ok()) return FailedWatch(ToGrpcStatus(slot.status()));
-  return StartAllJobsWatch(hub_, watch_limits_, std::move(tenant), *request, *std::move(slot));
+  return StartAllJobsWatch(hub_, watch_limits_, caller->scope(), *request, *std::move(slot));
 }
 
 }  // namespace exportd

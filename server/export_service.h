@@ -8,6 +8,7 @@
 #include <string>
 
 #include "exportjobs/v1/export_service.grpc.pb.h"
+#include "server/auth.h"
 #include "server/call_tracker.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
@@ -25,7 +26,8 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   // All pointers must outlive the service.
   ExportServiceImpl(JobManager* jobs, ProgressHub* hub, const JobStore* store,
                     const BlobStore* blobs, Executor* readers, Executor* io, const Clock* clock,
-                    CreateLimits create_limits, WatchLimits watch_limits);
+                    CreateLimits create_limits, WatchLimits watch_limits,
+                    const Authenticator* auth);
 
   grpc::ServerUnaryReactor* CreateExportJob(grpc::CallbackServerContext* context,
                                             const exportjobs::v1::CreateExportJobRequest* request,
@@ -66,17 +68,19 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status);
   // Finishes with a job result, copying the job into `response` on success.
   auto FinishWithJob(grpc::ServerUnaryReactor* reactor, exportjobs::v1::ExportJob* response);
-  // Runs a unary call: counts it in (or refuses it while draining), finishes it with `valid`
-  // when that is an error, else calls start(reactor), which must see to the Finish.
+  // Runs a unary call: counts it in (or refuses it while draining), authenticates the caller
+  // and checks it may make a call that needs `access` (UNAUTHENTICATED / PERMISSION_DENIED
+  // naming `method`), finishes it with `valid` when that is an error, else calls
+  // start(reactor, principal), which must see to the Finish.
   template <typename Start>
-  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const absl::Status& valid,
-                                  Start start);
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, Access access,
+                                  const char* method, const absl::Status& valid, Start start);
   // Finishes a call that Enter refused with UNAVAILABLE.
   static grpc::ServerUnaryReactor* Refuse(grpc::ServerUnaryReactor* reactor);
 
-  // The tenant of the caller. Every caller is in the default tenant ("") until authentication
-  // assigns tenants.
-  static std::string TenantOf(const grpc::CallbackServerContext* context);
+  // The caller of a job call (client or admin role), or why it may not make it.
+  absl::StatusOr<Principal> JobCaller(const grpc::CallbackServerContext* context,
+                                      const char* method) const;
 
   JobManager* const jobs_;
   ProgressHub* const hub_;
@@ -87,6 +91,7 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   const Clock* const clock_;
   const CreateLimits create_limits_;
   const WatchLimits watch_limits_;
+  const Authenticator* const auth_;
   CreateRateLimiter create_rate_;
   WatcherSlots watchers_;
 

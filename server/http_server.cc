@@ -25,6 +25,7 @@
 #include "server/export_file.h"
 #include "server/http_range.h"
 #include "server/job_view.h"
+#include "server/tenancy.h"
 
 namespace exportd {
 namespace {
@@ -210,13 +211,18 @@ void ServeDownload(const HttpServer::Options& options, const DownloadTarget& tar
 
   const absl::Time now = options.clock->Now();
   if (absl::Status verified =
-          options.signer->Verify(target.job_id, target.part, req.get_param_value("expires"),
-                                 req.get_param_value("sig"), now);
+          options.signer->Verify(target.job_id, target.part, req.get_param_value("tenant"),
+                                 req.get_param_value("expires"), req.get_param_value("sig"), now);
       !verified.ok()) {
     return SetErrorFromStatus(req.path, res, verified);
   }
   absl::StatusOr<JobRecord> record = options.jobs->Get(target.job_id);
   if (!record.ok()) return SetErrorFromStatus(req.path, res, record.status());
+  if (record->tenant() != req.get_param_value("tenant")) {
+    return SetErrorFromStatus(
+        req.path, res,
+        absl::PermissionDeniedError("the URL was signed for another tenant than the job's"));
+  }
   absl::StatusOr<ExportFile> file = ResolveExportFile(*record, target.part, *options.blobs, now);
   if (!file.ok()) return SetErrorFromStatus(req.path, res, file.status());
 
@@ -307,24 +313,39 @@ void AnswerJson(const httplib::Request& req, httplib::Response& res,
   SetJson(res, HttpStatusForCode(result.status().code()), ErrorJson(result.status()));
 }
 
-void ServeJobList(const HttpServer::Options& options, const httplib::Request& req,
-                  httplib::Response& res) {
+void ServeJobList(const HttpServer::Options& options, const std::string& scope,
+                  const httplib::Request& req, httplib::Response& res) {
   absl::StatusOr<exportjobs::v1::ListExportJobsResponse> page = [&]() {
     absl::StatusOr<exportjobs::v1::ListExportJobsRequest> request = ParseListParams(req.params);
     if (!request.ok())
       return absl::StatusOr<exportjobs::v1::ListExportJobsResponse>(request.status());
-    return options.list_jobs(*request);
+    return options.list_jobs(*request, scope);
   }();
   AnswerJson(req, res, page, ListJobsJson);
 }
 
-void ServeJob(const HttpServer::Options& options, const httplib::Request& req,
-              httplib::Response& res) {
+void ServeJob(const HttpServer::Options& options, const std::string& scope,
+              const httplib::Request& req, httplib::Response& res) {
   absl::StatusOr<ExportJob> job = [&]() -> absl::StatusOr<ExportJob> {
     if (absl::Status none = CheckNoParams(req.params); !none.ok()) return none;
-    return options.get_job(req.path.substr(kJobsPrefix.size()));
+    return options.get_job(req.path.substr(kJobsPrefix.size()), scope);
   }();
   AnswerJson(req, res, job, JobJsonText);
+}
+
+// The tenant scope of the caller of a JSON view (admin_only false) or /metrics (admin_only
+// true) request; nullopt after answering 401 or 403.
+std::optional<std::string> Authorize(const HttpServer::Options& options,
+                                     const httplib::Request& req, httplib::Response& res,
+                                     bool admin_only) {
+  if (!options.authorize) return std::string(kAllTenants);
+  std::optional<std::string> header;
+  if (req.has_header("Authorization")) header = req.get_header_value("Authorization");
+  absl::StatusOr<std::string> scope = options.authorize(header, admin_only);
+  if (scope.ok()) return *std::move(scope);
+  if (absl::IsUnauthenticated(scope.status())) res.set_header("WWW-Authenticate", "Bearer");
+  SetJson(res, HttpStatusForCode(scope.status().code()), ErrorJson(scope.status()));
+  return std::nullopt;
 }
 
 // Serves the request when its path is one of this server's; false otherwise.
@@ -347,15 +368,20 @@ bool Route(const HttpServer::Options& options, const httplib::Request& req,
       return true;
     }
     case RouteKind::kMetrics:
+      if (!Authorize(options, req, res, /*admin_only=*/true)) return true;
       res.status = 200;
       res.set_header("Cache-Control", "no-store");
       res.set_content(options.metrics(), "text/plain; version=0.0.4; charset=utf-8");
       return true;
     case RouteKind::kJobList:
-      ServeJobList(options, req, res);
+      if (std::optional<std::string> scope = Authorize(options, req, res, false)) {
+        ServeJobList(options, *scope, req, res);
+      }
       return true;
     case RouteKind::kJob:
-      ServeJob(options, req, res);
+      if (std::optional<std::string> scope = Authorize(options, req, res, false)) {
+        ServeJob(options, *scope, req, res);
+      }
       return true;
     case RouteKind::kDownload:
       ServeDownload(options, *ParseDownloadPath(req.path), req, res);

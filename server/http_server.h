@@ -11,6 +11,12 @@
 //   GET|HEAD /readyz                                                200 "ready", or 503
 //                                                                  "not ready: <reason>"
 //
+// Authentication: /healthz, /readyz and downloads need no token (a download URL is authenticated
+// by its signature, which covers the job's tenant); the JSON view needs a bearer token
+// (`Authorization: Bearer <token>`) of a client (its tenant's jobs) or an admin (all jobs), and
+// /metrics an admin's token; see Options::authorize. A missing, malformed or unknown token is
+// 401 with `WWW-Authenticate: Bearer`; a token of the wrong role 403.
+//
 // Every path is read-only: any other method is answered 405 with "Allow: GET, HEAD" (404 for a
 // path the server does not serve).
 //
@@ -30,6 +36,7 @@
 //   403 the signature is missing, malformed or wrong (checked before anything is looked up);
 //   410 the URL has expired;
 //   404 no such job;
+//   403 the job belongs to another tenant than the one the URL was signed for;
 //   409 the job is not completed;
 //   410 the job's expires_at has passed;
 //   404 no such part, or a part file is missing;
@@ -52,6 +59,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -81,13 +89,22 @@ class HttpServer {
     const Clock* clock = Clock::Real();
     // Requests served at once (each a thread).
     int threads = 8;
-    // The JSON view's reads: one job (NOT_FOUND when there is none) and one page of the list.
-    // Called on the server's threads, where they may block. Unset: the JSON view paths are not
-    // served (404).
-    std::function<absl::StatusOr<ExportJob>(const std::string& id)> get_job;
+    // The JSON view's reads for a caller whose tenant scope (server/tenancy.h) is `scope`: one
+    // job (NOT_FOUND when there is none in the scope) and one page of the list. Called on the
+    // server's threads, where they may block. Unset: the JSON view paths are not served (404).
+    std::function<absl::StatusOr<ExportJob>(const std::string& id, const std::string& scope)>
+        get_job;
     std::function<absl::StatusOr<exportjobs::v1::ListExportJobsResponse>(
-        const exportjobs::v1::ListExportJobsRequest& request)>
+        const exportjobs::v1::ListExportJobsRequest& request, const std::string& scope)>
         list_jobs;
+    // Checks the Authorization header (nullopt when absent) of a request for the JSON view
+    // (admin_only false) or /metrics (admin_only true) and returns the caller's tenant scope.
+    // UNAUTHENTICATED answers 401 with `WWW-Authenticate: Bearer`, PERMISSION_DENIED 403, both
+    // with the JSON error body. Called on the server's threads; must not block. Unset: no check,
+    // every caller has the scope of all tenants (tests of the port itself).
+    std::function<absl::StatusOr<std::string>(const std::optional<std::string>& authorization,
+                                              bool admin_only)>
+        authorize;
     // The body of GET /metrics (the Prometheus text format). Called on the server's threads;
     // must not block long. Unset: /metrics is not served (404).
     std::function<std::string()> metrics;

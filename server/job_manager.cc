@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "server/job_txn.h"
 #include "server/limits.h"
+#include "server/tenancy.h"
 #include "server/validation.h"
 
 namespace exportd {
@@ -318,7 +319,7 @@ void JobManager::Cancel(std::string id, std::string tenant, JobCallback done) {
   Enqueue(MakeOp<ExportJob>(
       [id = std::move(id), tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
         EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
-        if (!before || before->tenant() != tenant) return JobNotFound(id);
+        if (!before || !InTenantScope(tenant, before->tenant())) return JobNotFound(id);
         const ExportJobStatus status = before->job().status();
         if (IsTerminal(status)) {
           return absl::FailedPreconditionError(
@@ -347,7 +348,7 @@ void JobManager::Delete(std::string id, std::string tenant, StatusCallback done)
   Enqueue(MakeOp<ExportJob>(
       [id = std::move(id), tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
         EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(id));
-        if (!before || before->tenant() != tenant) return JobNotFound(id);
+        if (!before || !InTenantScope(tenant, before->tenant())) return JobNotFound(id);
         const ExportJobStatus status = before->job().status();
         if (!IsTerminal(status)) {
           return absl::FailedPreconditionError(
@@ -387,7 +388,7 @@ void JobManager::Get(std::string id, std::string tenant, JobCallback done) {
   auto task = [this, id = std::move(id), tenant = std::move(tenant),
                done = std::move(done)]() mutable {
     absl::StatusOr<JobRecord> record = store_->Get(id);
-    if (record.ok() && record->tenant() != tenant) record = JobNotFound(id);
+    if (record.ok() && !InTenantScope(tenant, record->tenant())) record = JobNotFound(id);
     if (absl::IsNotFound(record.status())) record = JobNotFound(id);
     if (!record.ok()) return std::move(done)(record.status());
     std::move(done)(std::move(*record->mutable_job()));
@@ -405,6 +406,8 @@ void JobManager::List(ListExportJobsRequest request, std::string tenant, ListCal
     return std::move(done)(valid);
   }
   ListQuery query;
+  if (tenant != kAllTenants) query.tenant = tenant;
+  query.max_scanned = options_.max_list_scan;
   query.status = request.status();
   query.entity_type = request.entity_type();
   query.limit = request.page_size() == 0 ? options_.default_page_size
@@ -419,11 +422,14 @@ void JobManager::List(ListExportJobsRequest request, std::string tenant, ListCal
     absl::StatusOr<ListResult> result = store_->List(query);
     if (!result.ok()) return std::move(done)(result.status());
     ListExportJobsResponse response;
-    if (result->more && !result->jobs.empty()) {
-      response.set_next_page_token(EncodePageToken(result->jobs.back().job().id(), request));
+    if (result->more && !result->resume_before_id.empty()) {
+      response.set_next_page_token(EncodePageToken(result->resume_before_id, request));
     }
     for (JobRecord& record : result->jobs) {
-      if (record.tenant() == tenant) *response.add_jobs() = std::move(*record.mutable_job());
+      // The store filtered by tenant already; this keeps the scope rule in one visible place.
+      if (InTenantScope(tenant, record.tenant())) {
+        *response.add_jobs() = std::move(*record.mutable_job());
+      }
     }
     std::move(done)(std::move(response));
   });

@@ -96,6 +96,8 @@ class JobManager {
     int max_group_size = 512;
     int default_page_size = 50;
     int max_page_size = 1000;
+    // Stored jobs one List page examines at most (see List); 0: no bound.
+    int64_t max_list_scan = 10000;
     // How long a claim or a progress report keeps the lease.
     absl::Duration lease_duration = absl::Seconds(30);
     // Claims of a job before a failure or lease expiry fails it for good.
@@ -105,9 +107,10 @@ class JobManager {
     absl::Duration max_retry_backoff = absl::Minutes(5);
     // How long a completed job's file stays downloadable.
     absl::Duration retention = absl::Hours(24 * 7);
-    // The download URL of a completed job's file (part 0) or of one part, valid until
-    // `expires`. Must not block.
-    std::function<std::string(const std::string& id, int32_t part, absl::Time expires)>
+    // The download URL of a completed job's file (part 0) or of one part, of a job of
+    // `tenant`, valid until `expires`. Must not block.
+    std::function<std::string(const std::string& id, const std::string& tenant, int32_t part,
+                              absl::Time expires)>
         download_url;
     // Called on the committer thread after each group of requests (after its changes were
     // handed to the listener). Must not block.
@@ -145,19 +148,23 @@ class JobManager {
                                                            ChangeListener listener);
   ~JobManager();
 
-  // Creates a pending job from a request that passed ValidateAndNormalizeCreate.
-  // With a request_id: returns the job an earlier create with the same tenant, request_id and
-  // request made; ALREADY_EXISTS when that request_id was used for a different request.
-  // RESOURCE_EXHAUSTED when the tenant has max_active_jobs_per_tenant active jobs.
+  // Creates a pending job of `tenant` (a tenant name, never kAllTenants) from a request that
+  // passed ValidateAndNormalizeCreate. With a request_id: returns the job an earlier create with
+  // the same tenant, request_id and request made; ALREADY_EXISTS when that request_id was used for
+  // a different request. RESOURCE_EXHAUSTED when the tenant has max_active_jobs_per_tenant active
+  // jobs.
   void Create(exportjobs::v1::CreateExportJobRequest normalized, std::string tenant,
               JobCallback done);
 
+  // Cancel, Delete, Get and List act for a caller whose tenant scope (server/tenancy.h) is
+  // `scope`: a job outside it is NOT_FOUND, as if it did not exist.
+
   // PENDING -> CANCELLED; PROCESSING -> cancel_requested (no change when already requested);
-  // a terminal job -> FAILED_PRECONDITION. NOT_FOUND for an unknown id or another tenant's job.
-  void Cancel(std::string id, std::string tenant, JobCallback done);
+  // a terminal job -> FAILED_PRECONDITION. NOT_FOUND for an unknown id or a job outside `scope`.
+  void Cancel(std::string id, std::string scope, JobCallback done);
 
   // Deletes a terminal job with its events; FAILED_PRECONDITION when it is not terminal.
-  void Delete(std::string id, std::string tenant, StatusCallback done);
+  void Delete(std::string id, std::string scope, StatusCallback done);
 
   // Applies `mutate` to the job's current record and commits the result as its next revision
   // (revision + 1, updated_at = now). For the server's own state transitions (the worker
@@ -229,12 +236,14 @@ class JobManager {
   // Waits until counts().by_status is set, or until `deadline`. True when it is.
   bool AwaitCounted(absl::Time deadline);
 
-  // NOT_FOUND for an unknown id or another tenant's job.
-  void Get(std::string id, std::string tenant, JobCallback done);
+  // NOT_FOUND for an unknown id or a job outside `scope`.
+  void Get(std::string id, std::string scope, JobCallback done);
 
-  // Newest first; see ListExportJobsRequest. INVALID_ARGUMENT for a bad page_size, filter or
-  // page_token.
-  void List(exportjobs::v1::ListExportJobsRequest request, std::string tenant, ListCallback done);
+  // The jobs in `scope`, newest first; see ListExportJobsRequest. INVALID_ARGUMENT for a bad
+  // page_size, filter or page_token. One page examines at most Options::max_list_scan stored
+  // jobs: when that many did not fill it, it comes back short (even empty) with a
+  // next_page_token that continues the scan where it stopped.
+  void List(exportjobs::v1::ListExportJobsRequest request, std::string scope, ListCallback done);
 
   // Applies the requests already queued, answers them, then stops the committer; requests after
   // this are answered UNAVAILABLE. Idempotent.

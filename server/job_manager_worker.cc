@@ -388,9 +388,10 @@ void JobManager::Complete(exportjobs::v1::CompleteExportJobRequest request, JobC
         *job.mutable_expires_at() = ToProtoTime(expires);
         *job.mutable_parts() = request.parts();
         if (options_.download_url) {
-          job.set_download_url(options_.download_url(job.id(), 0, expires));
+          job.set_download_url(options_.download_url(job.id(), after.tenant(), 0, expires));
           for (ExportPart& part : *job.mutable_parts()) {
-            part.set_download_url(options_.download_url(job.id(), part.part_number(), expires));
+            part.set_download_url(
+                options_.download_url(job.id(), after.tenant(), part.part_number(), expires));
           }
         }
         exportjobs::v1::ExportProgress& progress = *job.mutable_progress();

@@ -10,6 +10,8 @@
 // serving, and logs one JSON object per line to stderr (common/logging.h; --log_level).
 // Unusable flags are reported as plain text on stderr before anything runs. SIGINT or SIGTERM
 // shut it down gracefully; it exits 0 after a clean shutdown and 1 when it cannot start.
+// SIGHUP reloads --tokens_file (a bad file keeps the old tokens and logs auth.reload_failed).
+// Without --tokens_file it refuses to start unless --insecure_no_auth says so.
 #include <malloc.h>
 #include <signal.h>
 
@@ -19,6 +21,7 @@
 #include "absl/flags/flag.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "server/auth.h"
 #include "server/export_server.h"
 
 ABSL_FLAG(std::string, data_dir, "data", "Directory for the job database (created when missing).");
@@ -46,6 +49,17 @@ ABSL_FLAG(absl::Duration, max_claim_wait, absl::Seconds(30), "Longest long-poll 
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "Time in-flight calls get to finish at shutdown.");
 ABSL_FLAG(int, read_threads, 2, "Threads serving reads from the job database.");
+ABSL_FLAG(std::string, tokens_file, "",
+          "Bearer tokens of the callers: one `<token> <principal> <tenant> <role>` per line (role "
+          "client, worker or admin; see docs/operations.md). Reloaded on SIGHUP. Required unless "
+          "--insecure_no_auth.");
+ABSL_FLAG(bool, insecure_no_auth, false,
+          "Development only: no authentication; every caller is an admin of tenant \"\".");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of the gRPC port (enables TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates; when set, every gRPC client must present a certificate they "
+          "signed (mutual TLS). Needs --tls_cert and --tls_key.");
 
 // Limits (docs/operations.md, "Limits"). A refused call is RESOURCE_EXHAUSTED naming the limit,
 // with a google.rpc.RetryInfo in its error details when waiting helps.
@@ -96,11 +110,26 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Block the shutdown signals in every thread; this thread waits for them below.
+  const std::string tokens_file = absl::GetFlag(FLAGS_tokens_file);
+  const bool insecure_no_auth = absl::GetFlag(FLAGS_insecure_no_auth);
+  if (tokens_file.empty() && !insecure_no_auth) {
+    std::cerr << "export-server: --tokens_file is required: every call needs a bearer token "
+                 "(see docs/operations.md); for development only, --insecure_no_auth accepts "
+                 "every caller as an admin\n";
+    return 1;
+  }
+  if (!tokens_file.empty() && insecure_no_auth) {
+    std::cerr << "export-server: --tokens_file and --insecure_no_auth exclude each other\n";
+    return 1;
+  }
+
+  // Block the shutdown signals and SIGHUP (reload the tokens) in every thread; this thread
+  // waits for them below.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   exportd::ServerOptions options;
@@ -138,6 +167,10 @@ int main(int argc, char** argv) {
     std::cerr << "export-server: " << limits.message() << "\n";
     return 1;
   }
+  options.insecure_no_auth = insecure_no_auth;
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   if (options.jobs.lease_duration <= absl::ZeroDuration() || options.jobs.max_attempts < 1 ||
       options.jobs.retention <= absl::ZeroDuration() ||
       options.jobs.retry_backoff < absl::ZeroDuration()) {
@@ -158,6 +191,18 @@ int main(int argc, char** argv) {
                     {{"data_dir", options.data_dir},
                      {"grpc_address", options.grpc_address},
                      {"http_address", options.http_address}});
+  if (!tokens_file.empty()) {
+    // A bad tokens file at start refuses to start (one on reload keeps the old tokens).
+    auto auth = exportd::Authenticator::FromFile(tokens_file);
+    if (!auth.ok()) {
+      exportd::LogEvent(exportd::LogLevel::kError, "server.start_failed",
+                        {{"error", auth.status().ToString()}});
+      exportd::ShutdownLogging();
+      std::cerr << "export-server: " << auth.status().message() << "\n";
+      return 1;
+    }
+    options.auth = *std::move(auth);
+  }
   auto server = exportd::ExportServer::Start(options);
   if (!server.ok()) {
     exportd::LogEvent(exportd::LogLevel::kError, "server.start_failed",
@@ -175,7 +220,24 @@ int main(int argc, char** argv) {
                      {"data_dir", options.data_dir}});
 
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    if (!options.auth) {
+      exportd::LogEvent(exportd::LogLevel::kWarn, "auth.reload_skipped",
+                        {{"reason", "no --tokens_file (running with --insecure_no_auth)"}});
+      continue;
+    }
+    // The tokens swap atomically; a bad file keeps the old ones.
+    if (absl::Status reloaded = options.auth->Reload(); !reloaded.ok()) {
+      exportd::LogEvent(exportd::LogLevel::kError, "auth.reload_failed",
+                        {{"tokens_file", tokens_file},
+                         {"error", reloaded.ToString()},
+                         {"tokens", static_cast<int64_t>(options.auth->token_count())}});
+    } else {
+      exportd::LogEvent(exportd::LogLevel::kInfo, "auth.reloaded",
+                        {{"tokens_file", tokens_file},
+                         {"tokens", static_cast<int64_t>(options.auth->token_count())}});
+    }
+  }
   exportd::LogEvent(exportd::LogLevel::kInfo, "server.signal",
                     {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
   (*server)->Shutdown();

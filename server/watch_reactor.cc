@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/grpc_status.h"
 #include "server/job_manager.h"
+#include "server/tenancy.h"
 
 namespace exportd {
 namespace {
@@ -43,7 +44,7 @@ class WatchStream final : public WatchTarget {
   const std::string& job_id() const { return config_.job_id; }
 
   void Deliver(const EventPtr& event, const std::string& tenant) override {
-    if (tenant != config_.tenant || !Matches(event->job())) return;
+    if (!InTenantScope(config_.tenant, tenant) || !Matches(event->job())) return;
     Action action;
     {
       absl::MutexLock lock(&mu_);
@@ -264,7 +265,8 @@ absl::StatusOr<std::vector<EventPtr>> InitialEvents(
     const exportjobs::v1::WatchExportJobRequest& request, bool* terminal) {
   const std::string& id = request.id();
   absl::StatusOr<JobRecord> record = store.Get(id);
-  if ((record.ok() && record->tenant() != tenant) || absl::IsNotFound(record.status())) {
+  if ((record.ok() && !InTenantScope(tenant, record->tenant())) ||
+      absl::IsNotFound(record.status())) {
     return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
   }
   if (!record.ok()) return record.status();

@@ -338,24 +338,31 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
 
 class RefusedUpload final : public grpc::ServerReadReactor<UploadExportPartRequest> {
  public:
-  RefusedUpload() {
-    Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-  }
+  explicit RefusedUpload(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
 };
+
+constexpr char kService[] = "exportjobs.v1.WorkerService/";
 
 }  // namespace
 
 WorkerServiceImpl::WorkerServiceImpl(JobManager* jobs, BlobStore* blobs, Executor* io,
-                                     Options options)
-    : jobs_(jobs), blobs_(blobs), io_(io), options_(options) {}
+                                     Options options, const Authenticator* auth)
+    : jobs_(jobs), blobs_(blobs), io_(io), options_(options), auth_(auth) {}
 
 template <typename Start>
 grpc::ServerUnaryReactor* WorkerServiceImpl::Unary(grpc::CallbackServerContext* context,
-                                                   const absl::Status& valid, Start start) {
+                                                   const char* method, const absl::Status& valid,
+                                                   Start start) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!calls_.Enter()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return reactor;
+  }
+  absl::StatusOr<Principal> caller =
+      auth_->Check(context, Access::kWorker, absl::StrCat(kService, method));
+  if (!caller.ok()) {
+    Finish(reactor, caller.status());
   } else if (!valid.ok()) {
     Finish(reactor, valid);
   } else {
@@ -380,73 +387,83 @@ auto WorkerServiceImpl::FinishWithJob(grpc::ServerUnaryReactor* reactor,
 grpc::ServerUnaryReactor* WorkerServiceImpl::ClaimExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::ClaimExportJobRequest* request,
     exportjobs::v1::ClaimExportJobResponse* response) {
-  return Unary(context, ValidateClaim(*request), [&](grpc::ServerUnaryReactor* reactor) {
-    absl::Duration wait = std::min(
-        absl::Seconds(request->wait().seconds()) + absl::Nanoseconds(request->wait().nanos()),
-        options_.max_claim_wait);
-    // Answer (without a job) a little before the caller's deadline rather than after it.
-    const absl::Duration until_deadline =
-        absl::FromChrono(context->deadline()) - absl::Now() - absl::Milliseconds(200);
-    wait = std::max(absl::ZeroDuration(), std::min(wait, until_deadline));
-    std::vector<EntityType> types;
-    for (int type : request->entity_types()) types.push_back(static_cast<EntityType>(type));
-    jobs_->Claim(
-        request->worker_id(), std::move(types), wait,
-        [this, reactor, response](absl::StatusOr<JobManager::Claimed> claimed) {
-          if (claimed.ok() && claimed->job) {
-            *response->mutable_job() = *std::move(claimed->job);
-            *response->mutable_lease() = std::move(claimed->lease);
-          }
-          Finish(reactor, claimed.status());
-        },
-        // A worker that stopped (or died) while its claim waited must not be given a job.
-        [context] { return context->IsCancelled(); });
-  });
+  return Unary(
+      context, "ClaimExportJob", ValidateClaim(*request), [&](grpc::ServerUnaryReactor* reactor) {
+        absl::Duration wait = std::min(
+            absl::Seconds(request->wait().seconds()) + absl::Nanoseconds(request->wait().nanos()),
+            options_.max_claim_wait);
+        // Answer (without a job) a little before the caller's deadline rather than after it.
+        const absl::Duration until_deadline =
+            absl::FromChrono(context->deadline()) - absl::Now() - absl::Milliseconds(200);
+        wait = std::max(absl::ZeroDuration(), std::min(wait, until_deadline));
+        std::vector<EntityType> types;
+        for (int type : request->entity_types()) types.push_back(static_cast<EntityType>(type));
+        jobs_->Claim(
+            request->worker_id(), std::move(types), wait,
+            [this, reactor, response](absl::StatusOr<JobManager::Claimed> claimed) {
+              if (claimed.ok() && claimed->job) {
+                *response->mutable_job() = *std::move(claimed->job);
+                *response->mutable_lease() = std::move(claimed->lease);
+              }
+              Finish(reactor, claimed.status());
+            },
+            // A worker that stopped (or died) while its claim waited must not be given a job.
+            [context] { return context->IsCancelled(); });
+      });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReportProgress(
     grpc::CallbackServerContext* context, const exportjobs::v1::ReportProgressRequest* request,
     exportjobs::v1::ReportProgressResponse* response) {
-  return Unary(context, ValidateProgress(*request), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->ReportProgress(
-        *request,
-        [this, reactor, response](absl::StatusOr<exportjobs::v1::ReportProgressResponse> result) {
-          if (result.ok()) *response = *std::move(result);
-          Finish(reactor, result.status());
-        });
-  });
+  return Unary(context, "ReportProgress", ValidateProgress(*request),
+               [&](grpc::ServerUnaryReactor* reactor) {
+                 jobs_->ReportProgress(
+                     *request, [this, reactor, response](
+                                   absl::StatusOr<exportjobs::v1::ReportProgressResponse> result) {
+                       if (result.ok()) *response = *std::move(result);
+                       Finish(reactor, result.status());
+                     });
+               });
 }
 
 grpc::ServerReadReactor<UploadExportPartRequest>* WorkerServiceImpl::UploadExportPart(
-    grpc::CallbackServerContext*, UploadExportPartResponse* response) {
-  if (!calls_.Enter()) return new RefusedUpload();
+    grpc::CallbackServerContext* context, UploadExportPartResponse* response) {
+  absl::StatusOr<Principal> caller =
+      auth_->Check(context, Access::kWorker, absl::StrCat(kService, "UploadExportPart"));
+  if (!caller.ok()) return new RefusedUpload(ToGrpcStatus(caller.status()));
+  if (!calls_.Enter()) {
+    return new RefusedUpload(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  }
   return new UploadReactor(jobs_, blobs_, io_, &calls_, options_, response);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::CompleteExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::CompleteExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  return Unary(context, ValidateComplete(*request), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Complete(*request, FinishWithJob(reactor, response));
-  });
+  return Unary(context, "CompleteExportJob", ValidateComplete(*request),
+               [&](grpc::ServerUnaryReactor* reactor) {
+                 jobs_->Complete(*request, FinishWithJob(reactor, response));
+               });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::FailExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::FailExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  return Unary(context, ValidateFail(*request), [&](grpc::ServerUnaryReactor* reactor) {
-    jobs_->Fail(*request, FinishWithJob(reactor, response));
-  });
+  return Unary(context, "FailExportJob", ValidateFail(*request),
+               [&](grpc::ServerUnaryReactor* reactor) {
+                 jobs_->Fail(*request, FinishWithJob(reactor, response));
+               });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReleaseExportJob(
     grpc::CallbackServerContext* context, const exportjobs::v1::ReleaseExportJobRequest* request,
     exportjobs::v1::ExportJob* response) {
-  return Unary(context, ValidateLease(request->job_id(), request->lease_token()),
-               [&](grpc::ServerUnaryReactor* reactor) {
-                 jobs_->Release(request->job_id(), request->lease_token(),
-                                FinishWithJob(reactor, response));
-               });
+  return Unary(
+      context, "ReleaseExportJob", ValidateLease(request->job_id(), request->lease_token()),
+      [&](grpc::ServerUnaryReactor* reactor) {
+        jobs_->Release(request->job_id(), request->lease_token(), FinishWithJob(reactor, response));
+      });
 }
 
 }  // namespace exportd

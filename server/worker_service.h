@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "exportjobs/v1/worker_service.grpc.pb.h"
+#include "server/auth.h"
 #include "server/call_tracker.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
@@ -31,8 +32,9 @@ class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackSe
     std::function<void(int64_t bytes)> on_bytes_written;
   };
 
-  // All pointers must outlive the service.
-  WorkerServiceImpl(JobManager* jobs, BlobStore* blobs, Executor* io, Options options);
+  // All pointers must outlive the service. Every call needs the worker (or admin) role.
+  WorkerServiceImpl(JobManager* jobs, BlobStore* blobs, Executor* io, Options options,
+                    const Authenticator* auth);
 
   grpc::ServerUnaryReactor* ClaimExportJob(
       grpc::CallbackServerContext* context, const exportjobs::v1::ClaimExportJobRequest* request,
@@ -57,9 +59,11 @@ class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackSe
   CallTracker& calls() { return calls_; }
 
  private:
+  // Counts the call in, checks the caller (UNAUTHENTICATED / PERMISSION_DENIED naming
+  // `method`), then `valid`, then runs start(reactor), which must see to the Finish.
   template <typename Start>
-  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const absl::Status& valid,
-                                  Start start);
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, const char* method,
+                                  const absl::Status& valid, Start start);
   void Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status);
   auto FinishWithJob(grpc::ServerUnaryReactor* reactor, exportjobs::v1::ExportJob* response);
 
@@ -67,6 +71,7 @@ class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackSe
   BlobStore* const blobs_;
   Executor* const io_;
   const Options options_;
+  const Authenticator* const auth_;
   CallTracker calls_;
 };
 

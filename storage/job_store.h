@@ -42,17 +42,26 @@ struct ListQuery {
   // Only jobs in this status / of this entity type; UNSPECIFIED matches all.
   ExportJobStatus status = exportjobs::v1::EXPORT_JOB_STATUS_UNSPECIFIED;
   EntityType entity_type = exportjobs::v1::ENTITY_TYPE_UNSPECIFIED;
+  // Only jobs of this tenant; nullopt matches every tenant.
+  std::optional<std::string> tenant;
   // Only jobs whose id sorts before this one (that is, older); empty starts at the newest job.
   std::string before_id;
   // At most this many jobs. REQUIRES: limit > 0.
   int limit = 50;
+  // Examine at most this many stored jobs (matching or not); 0: no bound. A bounded scan that
+  // stops before `limit` jobs matched returns what it found with `more` set, so a caller pages
+  // through a sparse filter (one small tenant among many) in bounded steps.
+  int64_t max_scanned = 0;
 };
 
 struct ListResult {
   // Newest first.
   std::vector<JobRecord> jobs;
-  // True when more matching jobs exist after the last one returned.
+  // True when more matching jobs may exist after the last one examined.
   bool more = false;
+  // When `more`: the before_id that continues the listing (the last job examined; the last one
+  // returned when the page filled up).
+  std::string resume_before_id;
 };
 
 // An entry of an ordered index (the claim queue or the lease index).

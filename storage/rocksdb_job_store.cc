@@ -205,19 +205,28 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     if (!query.before_id.empty()) options.iterate_upper_bound = &upper_bound;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(ColumnFamily::kJobs)));
     ListResult result;
+    int64_t scanned = 0;
     for (it->SeekToLast(); it->Valid(); it->Prev()) {
+      if (query.max_scanned > 0 && scanned == query.max_scanned) {
+        result.more = true;  // resume_before_id: the last key examined, set below.
+        break;
+      }
+      ++scanned;
+      result.resume_before_id = it->key().ToString();
       JobRecord record;
       if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
         return absl::DataLossError(
             absl::StrCat("job ", Quote(it->key().ToString()), ": unparsable record"));
       }
-      if (!Matches(query, record.job())) continue;
+      if (!Matches(query, record)) continue;
       if (result.jobs.size() == static_cast<size_t>(query.limit)) {
         result.more = true;
+        result.resume_before_id = result.jobs.back().job().id();
         break;
       }
       result.jobs.push_back(std::move(record));
     }
+    if (!result.more) result.resume_before_id.clear();
     EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(it->status(), "listing jobs"));
     return result;
   }
@@ -287,8 +296,10 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     return handles_[keys::Index(family)];
   }
 
-  static bool Matches(const ListQuery& query, const ExportJob& job) {
-    return (query.status == exportjobs::v1::EXPORT_JOB_STATUS_UNSPECIFIED ||
+  static bool Matches(const ListQuery& query, const JobRecord& record) {
+    const ExportJob& job = record.job();
+    return (!query.tenant || record.tenant() == *query.tenant) &&
+           (query.status == exportjobs::v1::EXPORT_JOB_STATUS_UNSPECIFIED ||
             job.status() == query.status) &&
            (query.entity_type == exportjobs::v1::ENTITY_TYPE_UNSPECIFIED ||
             job.entity_type() == query.entity_type);

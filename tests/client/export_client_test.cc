@@ -831,6 +831,7 @@ TEST_F(ExportClientFaultTest, WatchAllReconnectsAfterUnavailable) {
 TEST(ExportClientRestartTest, WatchResumesAcrossAServerRestart) {
   TempDir data_dir;
   ServerOptions options;
+  options.insecure_no_auth = true;
   options.data_dir = data_dir.path();
   options.grpc_address = "127.0.0.1:0";
   options.http_address = "127.0.0.1:0";

@@ -1181,8 +1181,10 @@ class Server:
     def __init__(self, path, data_dir):
         prefix = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
         self.proc = subprocess.Popen(
+            # Probe paths need no token; the server refuses to start without a tokens file
+            # unless told so.
             prefix + [path, "--data_dir=" + data_dir, "--grpc_address=127.0.0.1:0",
-                      "--http_address=127.0.0.1:0"],
+                      "--http_address=127.0.0.1:0", "--insecure_no_auth"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = queue.Queue()
         self.stderr = []

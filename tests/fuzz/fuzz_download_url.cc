@@ -13,7 +13,9 @@
 //
 //  2. As (job id, part, expiry) for a new URL from Url(): the URL parses back to the same
 //     job id and part, verifies before its expiry and is DEADLINE_EXCEEDED after it, and
-//     its signature is refused for any other job id, part or expiry.
+//     its signature is refused for any other job id, tenant, part or expiry.
+//
+// Every URL is signed for the tenant kTenant (the tenant query value).
 #include <fuzzer/FuzzedDataProvider.h>
 #include <httplib.h>
 
@@ -39,6 +41,7 @@ using exportd::DownloadSigner;
 constexpr std::string_view kPublicUrl = "http://127.0.0.1:8080";
 constexpr std::string_view kJobsPrefix = "/v1/export-jobs/";
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);  // 2023-11-14
+const std::string kTenant = "acme";
 
 struct Signed {
   std::string job_id;
@@ -53,10 +56,11 @@ std::vector<Signed>* g_signed = nullptr;
 
 // What the server reads from a request target: the percent-decoded path split into job id
 // and part (0 = file; -1 = not a positive int32, which the server answers 404 without
-// verifying), and the first expires and sig query values.
+// verifying), and the first tenant, expires and sig query values.
 struct Target {
   std::string job_id;
   int32_t part = 0;
+  std::string tenant;
   std::string expires;
   std::string sig;
 };
@@ -92,6 +96,7 @@ std::optional<Target> ParseTarget(std::string_view text) {
     }
     target.part = part;
   }
+  target.tenant = request.get_param_value("tenant");
   target.expires = request.get_param_value("expires");
   target.sig = request.get_param_value("sig");
   return target;
@@ -107,7 +112,7 @@ const Signed* FindSigned(const Target& target) {
   }
   for (const Signed& entry : *g_signed) {
     if (entry.job_id == target.job_id && entry.part == target.part && entry.expires == expires &&
-        entry.sig == target.sig) {
+        entry.sig == target.sig && target.tenant == kTenant) {
       return &entry;
     }
   }
@@ -132,8 +137,8 @@ void CheckVerdict(const Target& target, const absl::Status& verdict, std::string
 void CheckRequestTarget(std::string_view input) {
   const std::optional<Target> target = ParseTarget(input);
   if (!target.has_value() || target->part < 0) return;
-  const absl::Status verdict =
-      g_signer->Verify(target->job_id, target->part, target->expires, target->sig, kNow);
+  const absl::Status verdict = g_signer->Verify(target->job_id, target->part, target->tenant,
+                                                target->expires, target->sig, kNow);
   CheckVerdict(*target, verdict, input);
 }
 
@@ -146,16 +151,17 @@ void CheckRoundTrip(const uint8_t* data, size_t size) {
   // download path; job ids are hex.
   if (job_id.empty() || job_id.find('/') != std::string::npos) return;
 
-  const std::string url = g_signer->Url(job_id, part, absl::FromUnixSeconds(expires));
+  const std::string url = g_signer->Url(job_id, kTenant, part, absl::FromUnixSeconds(expires));
   FUZZ_CHECK(url.substr(0, kPublicUrl.size()) == kPublicUrl, "url", url);
   const std::optional<Target> target = ParseTarget(url);
   FUZZ_CHECK(target.has_value(), "Url() does not parse back", url);
   FUZZ_CHECK(target->job_id == job_id && target->part == part, "Url() names another target", url);
   FUZZ_CHECK(target->expires == absl::StrCat(expires), "expires", url);
+  FUZZ_CHECK(target->tenant == kTenant, "tenant", url);
 
   const absl::Time at = absl::FromUnixSeconds(expires);
   const auto verify = [&](const std::string& id, int32_t p, const std::string& e, absl::Time now) {
-    return g_signer->Verify(id, p, e, target->sig, now).code();
+    return g_signer->Verify(id, p, kTenant, e, target->sig, now).code();
   };
   FUZZ_CHECK(verify(job_id, part, target->expires, at - absl::Seconds(1)) == absl::StatusCode::kOk,
              "a fresh URL is refused", url);
@@ -172,6 +178,10 @@ void CheckRoundTrip(const uint8_t* data, size_t size) {
       "moved to another part", url);
   FUZZ_CHECK(verify(job_id, part, absl::StrCat(expires + 1), at - absl::Seconds(1)) == denied,
              "extended", url);
+  FUZZ_CHECK(g_signer->Verify(job_id, part, kTenant + "x", target->expires, target->sig,
+                              at - absl::Seconds(1))
+                     .code() == denied,
+             "moved to another tenant", url);
 }
 
 }  // namespace
@@ -187,7 +197,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   for (const std::string job_id : {"018f2a6b3c4d5e6f0a1b2c3d", "018f2a6b3c4d5e6f0a1b2c3e"}) {
     for (int32_t part : {0, 1, 2, 10}) {
       for (int64_t expires : {valid, expired}) {
-        const std::string url = g_signer->Url(job_id, part, absl::FromUnixSeconds(expires));
+        const std::string url =
+            g_signer->Url(job_id, kTenant, part, absl::FromUnixSeconds(expires));
         const std::optional<Target> target = ParseTarget(url);
         if (!target.has_value()) std::abort();
         g_signed->push_back({job_id, part, expires, target->sig, url});

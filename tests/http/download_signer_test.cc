@@ -28,6 +28,7 @@ using ::testing::StartsWith;
 const std::string kKey(32, 'k');
 const std::string kJob = "0005f0a1b2c3d4e5a1b2c3d4";
 const std::string kOtherJob = "0005f0a1b2c3d4e5a1b2c3d5";
+const std::string kTenant = "acme";
 const absl::Time kExpires = absl::FromUnixSeconds(1'700'003'600);
 const absl::Time kBefore = kExpires - absl::Seconds(1);
 
@@ -63,7 +64,7 @@ class DownloadSignerTest : public ::testing::Test {
   absl::Status VerifyUrl(const std::string& url, const std::string& job, int32_t part,
                          absl::Time now) {
     std::map<std::string, std::string> query = Query(url);
-    return signer_->Verify(job, part, query["expires"], query["sig"], now);
+    return signer_->Verify(job, part, query["tenant"], query["expires"], query["sig"], now);
   }
 
   std::unique_ptr<DownloadSigner> signer_;
@@ -99,62 +100,77 @@ TEST(DownloadSignerCreateTest, RefusesPublicUrlsThatAreNotSchemeHostPort) {
 }
 
 TEST_F(DownloadSignerTest, UrlOfTheWholeFile) {
-  EXPECT_THAT(signer_->Url(kJob, 0, kExpires),
-              MatchesRegex("http://127\\.0\\.0\\.1:8080/v1/export-jobs/"
-                           "0005f0a1b2c3d4e5a1b2c3d4/file\\?expires=1700003600&sig=[0-9a-f]{64}"));
+  EXPECT_THAT(
+      signer_->Url(kJob, kTenant, 0, kExpires),
+      MatchesRegex(
+          "http://127\\.0\\.0\\.1:8080/v1/export-jobs/"
+          "0005f0a1b2c3d4e5a1b2c3d4/file\\?tenant=acme&expires=1700003600&sig=[0-9a-f]{64}"));
 }
 
 TEST_F(DownloadSignerTest, UrlOfAPart) {
   EXPECT_THAT(
-      signer_->Url(kJob, 3, kExpires),
-      MatchesRegex("http://127\\.0\\.0\\.1:8080/v1/export-jobs/"
-                   "0005f0a1b2c3d4e5a1b2c3d4/parts/3\\?expires=1700003600&sig=[0-9a-f]{64}"));
+      signer_->Url(kJob, kTenant, 3, kExpires),
+      MatchesRegex(
+          "http://127\\.0\\.0\\.1:8080/v1/export-jobs/"
+          "0005f0a1b2c3d4e5a1b2c3d4/parts/3\\?tenant=acme&expires=1700003600&sig=[0-9a-f]{64}"));
 }
 
 TEST_F(DownloadSignerTest, UrlEscapesAnIdThatIsNotAPathSegment) {
-  EXPECT_THAT(signer_->Url("a/b c", 0, kExpires),
+  EXPECT_THAT(signer_->Url("a/b c", kTenant, 0, kExpires),
               StartsWith("http://127.0.0.1:8080/v1/export-jobs/a%2Fb%20c/file?"));
 }
 
 TEST_F(DownloadSignerTest, SignedUrlsVerify) {
-  EXPECT_OK(VerifyUrl(signer_->Url(kJob, 0, kExpires), kJob, 0, kBefore));
-  EXPECT_OK(VerifyUrl(signer_->Url(kJob, 1, kExpires), kJob, 1, kBefore));
-  EXPECT_OK(VerifyUrl(signer_->Url(kJob, 1000, kExpires), kJob, 1000, kBefore));
+  EXPECT_OK(VerifyUrl(signer_->Url(kJob, kTenant, 0, kExpires), kJob, 0, kBefore));
+  EXPECT_OK(VerifyUrl(signer_->Url(kJob, kTenant, 1, kExpires), kJob, 1, kBefore));
+  EXPECT_OK(VerifyUrl(signer_->Url(kJob, kTenant, 1000, kExpires), kJob, 1000, kBefore));
 }
 
 TEST_F(DownloadSignerTest, SigningIsDeterministic) {
-  EXPECT_EQ(signer_->Url(kJob, 2, kExpires), signer_->Url(kJob, 2, kExpires));
+  EXPECT_EQ(signer_->Url(kJob, kTenant, 2, kExpires), signer_->Url(kJob, kTenant, 2, kExpires));
 }
 
 TEST_F(DownloadSignerTest, AnotherJobsUrlIsRefused) {
-  EXPECT_THAT(VerifyUrl(signer_->Url(kOtherJob, 0, kExpires), kJob, 0, kBefore),
+  EXPECT_THAT(VerifyUrl(signer_->Url(kOtherJob, kTenant, 0, kExpires), kJob, 0, kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("signature")));
 }
 
+TEST_F(DownloadSignerTest, AUrlMovedToAnotherTenantIsRefused) {
+  std::map<std::string, std::string> query = Query(signer_->Url(kJob, kTenant, 0, kExpires));
+  EXPECT_OK(signer_->Verify(kJob, 0, kTenant, query["expires"], query["sig"], kBefore));
+  EXPECT_THAT(signer_->Verify(kJob, 0, "globex", query["expires"], query["sig"], kBefore),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("signature")));
+  EXPECT_THAT(signer_->Verify(kJob, 0, "", query["expires"], query["sig"], kBefore),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("signature")));
+  // The tenant is length-prefixed: shifting characters between it and the job id fails.
+  EXPECT_THAT(signer_->Verify(kJob + "a", 0, "cme", query["expires"], query["sig"], kBefore),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
 TEST_F(DownloadSignerTest, AnotherPartsUrlIsRefused) {
-  EXPECT_THAT(VerifyUrl(signer_->Url(kJob, 1, kExpires), kJob, 2, kBefore),
+  EXPECT_THAT(VerifyUrl(signer_->Url(kJob, kTenant, 1, kExpires), kJob, 2, kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(VerifyUrl(signer_->Url(kJob, 0, kExpires), kJob, 1, kBefore),
+  EXPECT_THAT(VerifyUrl(signer_->Url(kJob, kTenant, 0, kExpires), kJob, 1, kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(VerifyUrl(signer_->Url(kJob, 1, kExpires), kJob, 0, kBefore),
+  EXPECT_THAT(VerifyUrl(signer_->Url(kJob, kTenant, 1, kExpires), kJob, 0, kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(DownloadSignerTest, AChangedExpiryIsRefused) {
-  std::map<std::string, std::string> query = Query(signer_->Url(kJob, 0, kExpires));
-  EXPECT_THAT(signer_->Verify(kJob, 0, "1700003601", query["sig"], kBefore),
+  std::map<std::string, std::string> query = Query(signer_->Url(kJob, kTenant, 0, kExpires));
+  EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, "1700003601", query["sig"], kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(signer_->Verify(kJob, 0, "1800000000", query["sig"], kBefore),
+  EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, "1800000000", query["sig"], kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(DownloadSignerTest, AChangedSignatureIsRefused) {
-  std::map<std::string, std::string> query = Query(signer_->Url(kJob, 0, kExpires));
+  std::map<std::string, std::string> query = Query(signer_->Url(kJob, kTenant, 0, kExpires));
   std::string sig = query["sig"];
   for (size_t i : {size_t{0}, size_t{31}, size_t{63}}) {
     std::string forged = sig;
     forged[i] = forged[i] == '0' ? '1' : '0';
-    EXPECT_THAT(signer_->Verify(kJob, 0, query["expires"], forged, kBefore),
+    EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, query["expires"], forged, kBefore),
                 StatusIs(absl::StatusCode::kPermissionDenied))
         << "changed at " << i;
   }
@@ -163,26 +179,26 @@ TEST_F(DownloadSignerTest, AChangedSignatureIsRefused) {
 TEST_F(DownloadSignerTest, ASignatureUnderAnotherKeyIsRefused) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DownloadSigner> other,
                        DownloadSigner::Create(std::string(32, 'x'), "http://127.0.0.1:8080"));
-  EXPECT_THAT(VerifyUrl(other->Url(kJob, 0, kExpires), kJob, 0, kBefore),
+  EXPECT_THAT(VerifyUrl(other->Url(kJob, kTenant, 0, kExpires), kJob, 0, kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(DownloadSignerTest, MissingValuesAreRefused) {
-  std::map<std::string, std::string> query = Query(signer_->Url(kJob, 0, kExpires));
-  EXPECT_THAT(signer_->Verify(kJob, 0, "", query["sig"], kBefore),
+  std::map<std::string, std::string> query = Query(signer_->Url(kJob, kTenant, 0, kExpires));
+  EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, "", query["sig"], kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("expires")));
-  EXPECT_THAT(signer_->Verify(kJob, 0, query["expires"], "", kBefore),
+  EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, query["expires"], "", kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("sig")));
-  EXPECT_THAT(signer_->Verify(kJob, 0, "", "", kBefore),
+  EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, "", "", kBefore),
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(DownloadSignerTest, MalformedValuesAreRefused) {
-  std::map<std::string, std::string> query = Query(signer_->Url(kJob, 0, kExpires));
+  std::map<std::string, std::string> query = Query(signer_->Url(kJob, kTenant, 0, kExpires));
   const std::string& sig = query["sig"];
   for (const char* expires : {"-1700003600", "+1700003600", " 1700003600", "1700003600 ",
                               "17000036OO", "0x1", "99999999999999999999999"}) {
-    EXPECT_THAT(signer_->Verify(kJob, 0, expires, sig, kBefore),
+    EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, expires, sig, kBefore),
                 StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("expires")))
         << expires;
   }
@@ -190,14 +206,14 @@ TEST_F(DownloadSignerTest, MalformedValuesAreRefused) {
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   for (const std::string& bad :
        {sig.substr(0, 63), sig + "0", upper, std::string(64, 'g'), sig.substr(0, 32)}) {
-    EXPECT_THAT(signer_->Verify(kJob, 0, query["expires"], bad, kBefore),
+    EXPECT_THAT(signer_->Verify(kJob, 0, kTenant, query["expires"], bad, kBefore),
                 StatusIs(absl::StatusCode::kPermissionDenied))
         << bad;
   }
 }
 
 TEST_F(DownloadSignerTest, AnExpiredUrlIsDeadlineExceeded) {
-  const std::string url = signer_->Url(kJob, 0, kExpires);
+  const std::string url = signer_->Url(kJob, kTenant, 0, kExpires);
   EXPECT_OK(VerifyUrl(url, kJob, 0, kExpires - absl::Milliseconds(1)));
   EXPECT_THAT(VerifyUrl(url, kJob, 0, kExpires),
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("expired")));
@@ -206,12 +222,13 @@ TEST_F(DownloadSignerTest, AnExpiredUrlIsDeadlineExceeded) {
 }
 
 TEST_F(DownloadSignerTest, AForgedExpiredUrlIsRefusedNotExpired) {
-  EXPECT_THAT(VerifyUrl(signer_->Url(kOtherJob, 0, kExpires), kJob, 0, kExpires + absl::Hours(1)),
-              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(
+      VerifyUrl(signer_->Url(kOtherJob, kTenant, 0, kExpires), kJob, 0, kExpires + absl::Hours(1)),
+      StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST_F(DownloadSignerTest, ExpiryIsKeptInWholeSeconds) {
-  const std::string url = signer_->Url(kJob, 0, kExpires + absl::Milliseconds(900));
+  const std::string url = signer_->Url(kJob, kTenant, 0, kExpires + absl::Milliseconds(900));
   EXPECT_EQ(Query(url)["expires"], "1700003600");
   EXPECT_OK(VerifyUrl(url, kJob, 0, kBefore));
 }
@@ -296,8 +313,8 @@ TEST(SigningKeyTest, ACreatedKeySignsUrlsThatVerify) {
   ASSERT_OK_AND_ASSIGN(std::string key, LoadOrCreateSigningKey(dir.path() + "/signing.key"));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DownloadSigner> signer,
                        DownloadSigner::Create(key, "https://exports.example.com"));
-  std::map<std::string, std::string> query = Query(signer->Url(kJob, 0, kExpires));
-  EXPECT_OK(signer->Verify(kJob, 0, query["expires"], query["sig"], kBefore));
+  std::map<std::string, std::string> query = Query(signer->Url(kJob, kTenant, 0, kExpires));
+  EXPECT_OK(signer->Verify(kJob, 0, kTenant, query["expires"], query["sig"], kBefore));
 }
 
 }  // namespace

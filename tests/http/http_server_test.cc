@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/clock.h"
 #include "common/job_id.h"
 #include "common/proto_time.h"
@@ -162,7 +163,7 @@ class HttpServerTest : public ::testing::Test {
   // The path and query of a signed URL.
   std::string SignedPath(const std::string& job, int32_t part,
                          absl::Duration valid_for = absl::Hours(1)) const {
-    std::string url = signer_->Url(job, part, clock_.Now() + valid_for);
+    std::string url = signer_->Url(job, "", part, clock_.Now() + valid_for);
     return url.substr(std::string(kPublicUrl).size());
   }
 
@@ -220,6 +221,40 @@ TEST_F(HttpServerTest, TheWholeFileIsThePartsJoined) {
   EXPECT_EQ(reply.Header("Cache-Control"), "private");
   EXPECT_EQ(reply.HeaderCount("Content-Range"), 0u);
   EXPECT_EQ(reply.HeaderCount("Content-Encoding"), 0u);
+}
+
+// --- Tenancy: the signature covers the job's tenant ---
+
+TEST_F(HttpServerTest, AUrlIsBoundToTheTenantOfItsJob) {
+  ASSERT_OK_AND_ASSIGN(JobRecord record, jobs_->Get(job_));
+  JobRecord acme = record;
+  acme.set_tenant("acme");
+  acme.mutable_job()->set_revision(record.job().revision() + 1);
+  std::vector<JobChange> to_acme = {JobChange{record, acme}};
+  ASSERT_OK(jobs_->Commit(to_acme));
+  const std::string url = signer_->Url(job_, "acme", 0, clock_.Now() + absl::Hours(1));
+  const std::string path = url.substr(std::string(kPublicUrl).size());
+  ASSERT_THAT(path, HasSubstr("tenant=acme&"));
+  EXPECT_EQ(Get(path).status, 200);
+
+  // Another tenant written into the URL: the signature no longer matches.
+  Reply moved = Get(absl::StrReplaceAll(path, {{"tenant=acme", "tenant=globex"}}));
+  EXPECT_EQ(moved.status, 403);
+  EXPECT_THAT(moved.body, HasSubstr("signature"));
+  // No tenant at all is the tenant "", which the URL was not signed for either.
+  EXPECT_EQ(Get(absl::StrReplaceAll(path, {{"tenant=acme&", ""}})).status, 403);
+  // A URL signed for "" (the tenant before the move) no longer downloads the job.
+  EXPECT_EQ(Get(SignedPath(job_, 0)).status, 403);
+
+  // The job moves to another tenant: its old URLs stop working, with a valid signature.
+  JobRecord globex = acme;
+  globex.set_tenant("globex");
+  globex.mutable_job()->set_revision(acme.job().revision() + 1);
+  std::vector<JobChange> to_globex = {JobChange{acme, globex}};
+  ASSERT_OK(jobs_->Commit(to_globex));
+  Reply stale = Get(path);
+  EXPECT_EQ(stale.status, 403);
+  EXPECT_THAT(stale.body, HasSubstr("another tenant"));
 }
 
 TEST_F(HttpServerTest, EachPartIsServed) {
@@ -493,8 +528,9 @@ TEST_F(HttpServerTest, AnExtendedExpiryIsForbidden) {
 TEST_F(HttpServerTest, AMissingSignatureIsForbidden) {
   const std::string base = absl::StrCat("/v1/export-jobs/", job_, "/file");
   const std::string signed_path = SignedPath(job_, 0);
-  const std::string expires = signed_path.substr(
-      signed_path.find("expires="), signed_path.find('&') - signed_path.find("expires="));
+  const size_t expires_at = signed_path.find("expires=");
+  const std::string expires =
+      signed_path.substr(expires_at, signed_path.find('&', expires_at) - expires_at);
   EXPECT_EQ(Get(base).status, 403);
   EXPECT_EQ(Get(base + "?" + expires).status, 403);
   EXPECT_EQ(Get(base + "?" + expires + "&sig=").status, 403);

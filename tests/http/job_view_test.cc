@@ -466,8 +466,10 @@ class JobViewFailureTest : public ::testing::Test {
     options.blobs = blobs_.get();
     options.signer = signer_.get();
     options.threads = 2;
-    options.get_job = [this](const std::string&) -> absl::StatusOr<ExportJob> { return error_; };
-    options.list_jobs = [this](const exportjobs::v1::ListExportJobsRequest&)
+    options.get_job = [this](const std::string&, const std::string&) -> absl::StatusOr<ExportJob> {
+      return error_;
+    };
+    options.list_jobs = [this](const exportjobs::v1::ListExportJobsRequest&, const std::string&)
         -> absl::StatusOr<exportjobs::v1::ListExportJobsResponse> { return error_; };
     ASSERT_OK_AND_ASSIGN(http_, HttpServer::Start(options));
   }

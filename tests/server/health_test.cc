@@ -98,6 +98,24 @@ TEST(HealthTest, AServingServerIsLiveAndReady) {
   EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST(HealthTest, ProbesNeedNoTokenWhenAuthenticationIsOn) {
+  ServerOptions options;
+  absl::StatusOr<TokenTable> table = TokenTable::Parse("admin-token-0000000001 root ops admin\n");
+  ASSERT_OK(table.status());
+  options.auth = Authenticator::FromTable(*std::move(table));
+  TestServer server(options);
+  const std::string http = server.server().http_address();
+  EXPECT_EQ(HttpGet(http, "/healthz").status, 200);
+  EXPECT_EQ(HttpGet(http, "/readyz").status, 200);
+  // gRPC health checking is open too (load balancers and kubelets send no token)...
+  EXPECT_EQ(HealthCheck(server.address(), ""), kServing);
+  EXPECT_EQ(HealthCheck(server.address(), "exportjobs.v1.ExportService"), kServing);
+  // ... while the API itself is not.
+  ExportJob job;
+  EXPECT_EQ(server.Create(AccountsRequest(), &job).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(HttpGet(http, "/metrics").status, 401);
+}
+
 TEST(HealthTest, ADrainingServerIsLiveButNotReady) {
   TestServer server;
   const std::string http = server.server().http_address();

@@ -182,6 +182,7 @@ TEST(ActiveJobsTest, TheStoredJobsCountAfterARestart) {
   options.data_dir = dir.path();
   options.grpc_address = "127.0.0.1:0";
   options.http_address = "127.0.0.1:0";
+  options.insecure_no_auth = true;
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<ExportServer> server, ExportServer::Start(options));
     auto stub = ExportService::NewStub(NewChannel(server->grpc_address()));

@@ -341,6 +341,7 @@ TEST_F(MetricsTest, WatchersAndWaitingClaimsAreGauges) {
 TEST(MetricsRestartTest, JobsByStatusAreCountedAtStartWithoutAFullScanPerScrape) {
   test_support::TempDir dir;
   ServerOptions options;
+  options.insecure_no_auth = true;
   options.data_dir = dir.path();
   options.grpc_address = "127.0.0.1:0";
   options.http_address = "127.0.0.1:0";

@@ -43,6 +43,8 @@ class TestServer {
     options.grpc_address = "127.0.0.1:0";
     options.http_address = "127.0.0.1:0";
     options.shutdown_grace = absl::Seconds(5);
+    // Tests of everything but authentication run without it; auth tests set options.auth.
+    if (!options.auth) options.insecure_no_auth = true;
     auto server = ExportServer::Start(options);
     EXPECT_TRUE(server.ok()) << server.status();
     if (!server.ok()) return;

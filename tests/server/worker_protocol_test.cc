@@ -68,7 +68,8 @@ class WorkerProtocolTest : public ::testing::Test {
     options.lease_duration = absl::Seconds(30);
     options.max_attempts = 3;
     options.retry_backoff = absl::Seconds(1);
-    options.download_url = [](const std::string& id, int32_t part, absl::Time expires) {
+    options.download_url = [](const std::string& id, const std::string&, int32_t part,
+                              absl::Time expires) {
       return absl::StrCat("http://downloads/", id, part == 0 ? "" : absl::StrCat("/", part),
                           "?expires=", absl::ToUnixSeconds(expires));
     };

@@ -777,6 +777,61 @@ TEST_P(JobStoreContractTest, ListMoreCountsOnlyMatchingJobs) {
   EXPECT_EQ(List(next), "a");
 }
 
+JobRecord InTenant(JobRecord record, const std::string& tenant) {
+  record.set_tenant(tenant);
+  return record;
+}
+
+TEST_P(JobStoreContractTest, ListFiltersByTenant) {
+  JobRecord a = InTenant(NewJob("a"), "acme");
+  JobRecord b = InTenant(NewJob("b"), "globex");
+  JobRecord c = InTenant(NewJob("c"), "acme");
+  for (const JobRecord* r : {&a, &b, &c}) ASSERT_OK(Create(*r));
+  ListQuery query = Query(10);
+  EXPECT_EQ(List(query), "c b a");
+  query.tenant = "acme";
+  EXPECT_EQ(List(query), "c a");
+  query.tenant = "globex";
+  EXPECT_EQ(List(query), "b");
+  query.tenant = "";
+  EXPECT_EQ(List(query), "");
+  ListQuery first = Query(1);
+  first.tenant = "acme";
+  EXPECT_EQ(List(first), "c +more");
+}
+
+TEST_P(JobStoreContractTest, ListBoundedScanStopsAndResumesWhereItStopped) {
+  // g and a belong to acme; the five jobs between them to globex.
+  std::vector<JobRecord> jobs;
+  for (const char* name : {"a", "b", "c", "d", "e", "f", "g"}) {
+    const std::string tenant = (name[0] == 'a' || name[0] == 'g') ? "acme" : "globex";
+    jobs.push_back(InTenant(NewJob(name), tenant));
+  }
+  ASSERT_OK(store().Commit(CreateChanges(jobs)));
+  ListQuery query = Query(10);
+  query.tenant = "acme";
+  query.max_scanned = 3;
+  // Each page examines three jobs: g f e, then d c b, then a.
+  std::vector<std::string> pages;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK_AND_ASSIGN(ListResult page, store().List(query));
+    std::string rendered;
+    for (const JobRecord& record : page.jobs) absl::StrAppend(&rendered, Name(record.job().id()));
+    if (page.more) absl::StrAppend(&rendered, " @", Name(page.resume_before_id));
+    pages.push_back(rendered);
+    if (!page.more) break;
+    query.before_id = page.resume_before_id;
+  }
+  EXPECT_THAT(pages, ::testing::ElementsAre("g @e", " @b", "a"));
+
+  // A page that fills up resumes after its last job.
+  query = Query(1);
+  query.max_scanned = 100;
+  ASSERT_OK_AND_ASSIGN(ListResult full, store().List(query));
+  EXPECT_TRUE(full.more);
+  EXPECT_EQ(Name(full.resume_before_id), "g");
+}
+
 TEST_P(JobStoreContractTest, ListPageStaysStableWhenNewerJobsAreAdded) {
   std::vector<JobRecord> jobs;
   for (const char* name : {"a", "b", "c", "d"}) jobs.push_back(NewJob(name));

@@ -195,6 +195,11 @@ absl::StatusOr<Spawned> Spawn(const ServerProcess::Options& options) {
   std::vector<std::string> args = {options.binary, absl::StrCat("--data_dir=", options.data_dir),
                                    absl::StrCat("--grpc_address=", options.grpc_address),
                                    absl::StrCat("--http_address=", options.http_address)};
+  if (!options.tokens_file.empty()) {
+    args.push_back(absl::StrCat("--tokens_file=", options.tokens_file));
+  } else if (options.insecure_no_auth) {
+    args.push_back("--insecure_no_auth");
+  }
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());

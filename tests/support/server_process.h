@@ -65,6 +65,11 @@ class ServerProcess {
     std::string grpc_address = "127.0.0.1:0";
     // Passed as --http_address; port 0 lets the server pick a free port.
     std::string http_address = "127.0.0.1:0";
+    // Authentication: with a tokens_file, passed as --tokens_file; otherwise --insecure_no_auth
+    // when insecure_no_auth (the default, for tests of everything but authentication); neither
+    // when both are unset (the server then refuses to start).
+    std::string tokens_file;
+    bool insecure_no_auth = true;
     // More arguments, appended as given (e.g. "--lease_duration=2s").
     std::vector<std::string> extra_args;
     // How long Start() waits for the listening line.

@@ -686,6 +686,7 @@ TEST(ExportRunnerRetryTest, KeepsClaimingUntilTheServerIsUp) {
 
   TempDir data_dir;
   ServerOptions server_options;
+  server_options.insecure_no_auth = true;
   server_options.data_dir = data_dir.path();
   server_options.grpc_address = address;
   server_options.shutdown_grace = absl::Seconds(5);
