@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/str_cat.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
@@ -55,7 +58,16 @@ bool IsRetryable(const RetryPolicy& policy, absl::StatusCode code) {
 // Sets a try's deadline and metadata.
 void Prepare(grpc::ClientContext& context, const CallOptions& options, absl::Time deadline) {
   context.set_deadline(absl::ToChronoTime(deadline));
+  if (!options.token.empty()) context.AddMetadata("authorization", "Bearer " + options.token);
   for (const auto& [key, value] : options.metadata) context.AddMetadata(key, value);
+}
+
+absl::StatusOr<std::string> ReadPem(const char* option, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(option, ": cannot read \"", path, "\""));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // Keeps `context` registered with `cancel` (if any) for the registration's lifetime.
@@ -169,6 +181,28 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
   if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   return grpc::CreateCustomChannel(target, credentials, args);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(const TlsOptions& tls) {
+  if (!tls.enabled()) return std::shared_ptr<grpc::ChannelCredentials>();
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("tls_cert, tls_key: give both or neither");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!tls.ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem("tls_ca", tls.ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!tls.cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadPem("tls_cert", tls.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem("tls_key", tls.key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -69,10 +69,29 @@ struct CallOptions {
   // RetryPolicy::max_attempts (and, for WorkerClient, CallControl::retry_until) alone.
   bool timeout_per_try = false;
   RetryPolicy retry;
-  // Sent with every try of every call, e.g. {"authorization", "Bearer <token>"}. Keys must be
+  // Sent with every try of every call as `authorization: Bearer <token>` (export-server needs
+  // one on every call; see docs/api.md). Empty: no authorization metadata.
+  std::string token;
+  // Sent with every try of every call, e.g. {"x-request-source", "nightly"}. Keys must be
   // lowercase (gRPC fails a call whose metadata key is not).
   std::vector<std::pair<std::string, std::string>> metadata;
 };
+
+// TLS for a channel: PEM files. ca_file: the CA that signed the server's certificate (empty:
+// the system's roots). cert_file and key_file: this client's certificate and key, for servers
+// that require mutual TLS (both or neither).
+struct TlsOptions {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  // True when any file is named: the channel uses TLS.
+  bool enabled() const { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
+};
+
+// Credentials for MakeChannel: TLS per `tls` when enabled(), else nullptr (plaintext).
+// INVALID_ARGUMENT naming the option when a file cannot be read or only one of cert and key is
+// given.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(const TlsOptions& tls);
 
 // A channel to `target` ("host:port", or any gRPC target URI). With null credentials the channel
 // is insecure (plaintext). The channel reconnects on its own (after 0.5 s, backing off to 5 s

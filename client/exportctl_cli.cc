@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "client/exportctl_exit.h"
 #include "common/catalog.h"
@@ -90,6 +91,22 @@ std::string Footer() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> ResolveToken(const Invocation& invocation,
+                                         const std::optional<std::string>& env_token) {
+  if (!invocation.token.empty()) return invocation.token;
+  if (!invocation.token_file.empty()) {
+    std::ifstream in(invocation.token_file, std::ios::binary);
+    if (!in) return UsageError(Cat("--token-file: cannot read \"", invocation.token_file, "\""));
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string token(absl::StripAsciiWhitespace(text.str()));
+    if (token.empty())
+      return UsageError(Cat("--token-file: \"", invocation.token_file, "\" is empty"));
+    return token;
+  }
+  return env_token.value_or("");
+}
 
 absl::StatusOr<absl::Duration> ParsePositiveDuration(std::string_view text) {
   absl::Duration duration;
@@ -211,6 +228,20 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args,
   app.footer(Footer());
   app.add_option("--server", inv.server, "HOST:PORT (or a gRPC target) of export-server")
       ->type_name("HOST:PORT");
+  app.add_option("--token", inv.token,
+                 "Bearer token sent with every call (default: the EXPORT_TOKEN environment "
+                 "variable)")
+      ->type_name("TOKEN");
+  app.add_option("--token-file,--token_file", inv.token_file, "File holding the bearer token")
+      ->type_name("FILE");
+  app.add_option("--tls-ca,--tls_ca", inv.tls_ca,
+                 "Use TLS, trusting the server certificate's CA in this PEM file")
+      ->type_name("FILE");
+  app.add_option("--tls-cert,--tls_cert", inv.tls_cert,
+                 "Client certificate (PEM) for servers that require mutual TLS")
+      ->type_name("FILE");
+  app.add_option("--tls-key,--tls_key", inv.tls_key, "Private key (PEM) of --tls-cert")
+      ->type_name("FILE");
   app.add_option("--output", output, "Output form: table or json")
       ->check(OneOf({"table", "json"}))
       ->type_name("FORM");
@@ -223,7 +254,8 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args,
     // The global options are the top level's; given after the command, they reach it.
     sub->fallthrough();
     sub->footer(
-        "\nGlobal options (--server, --output, --timeout) go before or after the command; "
+        "\nGlobal options (--server, --token, --output, --timeout, ...) go before or after the "
+        "command; "
         "exit codes: exportctl --help.");
     return sub;
   };
@@ -387,6 +419,17 @@ ParseOutcome ParseCommandLine(const std::vector<std::string>& args,
   if (compression == "none") inv.create.compression = exportjobs::v1::COMPRESSION_NONE;
   if (compression == "gzip") inv.create.compression = exportjobs::v1::COMPRESSION_GZIP;
   if (!part_size.empty()) inv.create.part_size_bytes = *ParseByteSize(part_size);
+  if (!inv.token.empty() && !inv.token_file.empty()) {
+    outcome.exit_code = kExitUsage;
+    outcome.err_text =
+        "exportctl: INVALID_ARGUMENT: --token, --token-file: give at most one of them\n";
+    return outcome;
+  }
+  if (inv.tls_cert.empty() != inv.tls_key.empty()) {
+    outcome.exit_code = kExitUsage;
+    outcome.err_text = "exportctl: INVALID_ARGUMENT: --tls-cert, --tls-key: give both or neither\n";
+    return outcome;
+  }
   if (inv.server.empty()) {
     outcome.exit_code = kExitUsage;
     outcome.err_text = "exportctl: INVALID_ARGUMENT: --server: must not be empty\n";

@@ -1,7 +1,9 @@
 // exportctl's command line: the subcommands and options (CLI11), parsed into an Invocation
 // that the commands run, and the requests built from it.
 //
-//   exportctl [--server HOST:PORT] [--output table|json] [--timeout DURATION] COMMAND ...
+//   exportctl [--server HOST:PORT] [--token TOKEN | --token-file FILE] [--tls-ca FILE
+//             [--tls-cert FILE --tls-key FILE]] [--output table|json] [--timeout DURATION]
+//             COMMAND ...
 //
 // Global options may also follow the command (`exportctl get ID --output json`). --help (on
 // exportctl or any command) prints the usage, with the exit-code table, and exits 0; a wrong
@@ -61,6 +63,14 @@ struct DownloadArgs {
 struct Invocation {
   Command command = Command::kGet;
   std::string server = kDefaultServer;
+  // The bearer token (--token), or the file holding it (--token-file); at most one is set.
+  // Neither: the EXPORT_TOKEN environment variable (see ResolveToken).
+  std::string token;
+  std::string token_file;
+  // TLS for the gRPC channel (--tls-ca, --tls-cert, --tls-key); all empty: plaintext.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
   OutputFormat output = OutputFormat::kTable;
   // The deadline of each call (and of each wait for bytes of an HTTP download).
   absl::Duration timeout = absl::Seconds(30);
@@ -89,6 +99,12 @@ struct ParseOutcome {
 // variable (nullopt or empty when unset): the default of --server.
 ParseOutcome ParseCommandLine(const std::vector<std::string>& args,
                               const std::optional<std::string>& env_server);
+
+// The token to send: --token, else the contents of --token-file (surrounding whitespace
+// trimmed), else `env_token` (EXPORT_TOKEN); empty when none is given. Usage errors
+// (kExitUsage) naming --token-file when it cannot be read or is empty.
+absl::StatusOr<std::string> ResolveToken(const Invocation& invocation,
+                                         const std::optional<std::string>& env_token);
 
 // "30s", "500ms", "1m30s", "1h" (absl::ParseDuration), or a plain number of seconds. Errors:
 // INVALID_ARGUMENT for anything else or a duration that is not positive.

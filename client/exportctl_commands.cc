@@ -28,7 +28,15 @@ int Fail(Runtime& runtime, absl::Status status) {
   if (absl::IsCancelled(status) && Interrupted(runtime)) {
     status = WithExitCode(std::move(status), kExitInterrupted);
   }
-  *runtime.err << "exportctl: " << ErrorText(status) << "\n" << std::flush;
+  *runtime.err << "exportctl: " << ErrorText(status) << "\n";
+  if (absl::IsUnauthenticated(status)) {
+    *runtime.err << "exportctl: hint: the server needs a bearer token: pass --token TOKEN, "
+                    "--token-file FILE or set EXPORT_TOKEN (see docs/exportctl.md)\n";
+  } else if (absl::IsPermissionDenied(status) && ExitCodeOf(status) == kExitGrpcBase + 7) {
+    *runtime.err << "exportctl: hint: this token's role may not do that; job commands need a "
+                    "client (or admin) token, not a worker's\n";
+  }
+  *runtime.err << std::flush;
   return ExitCodeOf(status);
 }
 

@@ -16,6 +16,7 @@
 #include "client/exportctl_cli.h"
 #include "client/exportctl_commands.h"
 #include "client/exportctl_exit.h"
+#include "common/str_cat.h"
 
 namespace exportd::exportctl {
 namespace {
@@ -79,7 +80,24 @@ int Main(int argc, char** argv) {
   SignalCanceller signals(&cancel);
   client::CallOptions options;
   options.timeout = invocation.timeout;
-  client::ExportClient client(client::MakeChannel(invocation.server), options);
+  std::optional<std::string> env_token;
+  if (const char* token = std::getenv("EXPORT_TOKEN"); token != nullptr) env_token = token;
+  absl::StatusOr<std::string> token = ResolveToken(invocation, env_token);
+  if (!token.ok()) {
+    std::cerr << "exportctl: " << ErrorText(token.status()) << "\n";
+    return ExitCodeOf(token.status());
+  }
+  options.token = *std::move(token);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      client::MakeCredentials({.ca_file = invocation.tls_ca,
+                               .cert_file = invocation.tls_cert,
+                               .key_file = invocation.tls_key});
+  if (!credentials.ok()) {
+    const absl::Status usage = UsageError(Cat("--", credentials.status().message()));
+    std::cerr << "exportctl: " << ErrorText(usage) << "\n";
+    return ExitCodeOf(usage);
+  }
+  client::ExportClient client(client::MakeChannel(invocation.server, *credentials), options);
 
   Runtime runtime;
   runtime.client = &client;

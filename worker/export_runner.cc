@@ -54,6 +54,7 @@ client::CallOptions ClientOptions(const ExportRunner::Options& options) {
   client::CallOptions call;
   call.timeout = options.rpc_timeout;
   call.timeout_per_try = true;
+  call.token = options.token;
   call.retry.max_attempts = options.max_call_attempts;
   call.retry.initial_backoff = options.initial_backoff;
   call.retry.max_backoff = options.max_backoff;

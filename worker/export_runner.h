@@ -83,6 +83,9 @@ class ExportRunner {
   struct Options {
     // The server's WorkerService (e.g. client::MakeChannel). Required.
     std::shared_ptr<grpc::Channel> channel;
+    // The bearer token of a worker (or admin) principal, sent with every call; empty: none
+    // (a server with --insecure_no_auth).
+    std::string token;
     // Names this worker in claims and logs; 1 to 128 characters. Required.
     std::string worker_id;
     // Required; see SqliteSourceFactory.

@@ -29,12 +29,15 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -67,6 +70,14 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
 ABSL_FLAG(absl::Duration, claim_wait, absl::Seconds(20),
           "How long one claim waits for a job (long poll; at most 30s).");
 ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(30), "Deadline of each call to the server.");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the worker's bearer token (a token of role worker in the server's "
+          "tokens file). Empty: no token (a server run with --insecure_no_auth).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "Use TLS, trusting the server certificate's CA in this PEM file.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Client certificate (PEM) for a server that requires mutual TLS; with --tls_key.");
+ABSL_FLAG(std::string, tls_key, "", "Private key (PEM) of --tls_cert.");
 // seed-demo:
 ABSL_FLAG(int64_t, accounts, 1000, "seed-demo: number of accounts (other tables scale with it).");
 ABSL_FLAG(uint64_t, seed, 1, "seed-demo: different seeds give different data sets.");
@@ -206,8 +217,23 @@ int Run(const sigset_t& signals) {
   } remove_work_dir{work_dir};
   options.work_dir = work_dir;
   options.open_source = SqliteSourceFactory(source);
+  if (const std::string token_file = absl::GetFlag(FLAGS_token_file); !token_file.empty()) {
+    std::ifstream in(token_file, std::ios::binary);
+    if (!in) return UsageError(absl::StrCat("--token_file: cannot read \"", token_file, "\""));
+    std::ostringstream text;
+    text << in.rdbuf();
+    options.token = std::string(absl::StripAsciiWhitespace(text.str()));
+    if (options.token.empty()) {
+      return UsageError(absl::StrCat("--token_file: \"", token_file, "\" is empty"));
+    }
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      client::MakeCredentials({.ca_file = absl::GetFlag(FLAGS_tls_ca),
+                               .cert_file = absl::GetFlag(FLAGS_tls_cert),
+                               .key_file = absl::GetFlag(FLAGS_tls_key)});
+  if (!credentials.ok()) return UsageError(absl::StrCat("--", credentials.status().message()));
   // Reconnects within seconds once a server that was down is back.
-  options.channel = client::MakeChannel(server);
+  options.channel = client::MakeChannel(server, *credentials);
   const std::string worker_id = options.worker_id;
 
   absl::StatusOr<std::unique_ptr<ExportRunner>> runner = ExportRunner::Create(std::move(options));

@@ -380,6 +380,64 @@ class ExportClientTest : public ::testing::Test {
   WorkerClient workers_;
 };
 
+// --- Tokens and TLS options ---
+
+TEST(ClientAuthTest, TheTokenOfCallOptionsGoesWithEveryCallAndStream) {
+  ServerOptions options;
+  absl::StatusOr<TokenTable> table = TokenTable::Parse(
+      "client-token-000000001 ui acme client\nworker-token-000000001 w ops worker\n");
+  ASSERT_OK(table.status());
+  options.auth = Authenticator::FromTable(*std::move(table));
+  TestServer server(options);
+
+  CallOptions with_token = FastRetries();
+  with_token.token = "client-token-000000001";
+  ExportClient client(MakeChannel(server.address()), with_token);
+  absl::StatusOr<ExportJob> job = client.Create(AccountsRequest());
+  ASSERT_OK(job);
+  EXPECT_OK(client.Get(job->id()));
+  ASSERT_OK(client.Cancel(job->id()));
+  // A stream carries it too: the watch sees the cancelled job and ends.
+  int events = 0;
+  EXPECT_OK(client.Watch(job->id(), {}, [&](const ExportJobEvent&) {
+    ++events;
+    return true;
+  }));
+  EXPECT_GE(events, 1);
+
+  ExportClient anonymous(MakeChannel(server.address()), FastRetries());
+  EXPECT_THAT(anonymous.Get(job->id()),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("authorization")));
+  // Not retried: UNAUTHENTICATED is not transient.
+  EXPECT_THAT(anonymous.Watch(job->id(), {}, [](const ExportJobEvent&) { return true; }),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+
+  CallOptions worker_token = FastRetries();
+  worker_token.token = "worker-token-000000001";
+  WorkerClient worker(MakeChannel(server.address()), worker_token);
+  exportjobs::v1::ClaimExportJobRequest claim;
+  claim.set_worker_id("w1");
+  EXPECT_OK(worker.Claim(claim));  // Nothing pending: an empty answer.
+  WorkerClient client_as_worker(MakeChannel(server.address()), with_token);
+  EXPECT_THAT(client_as_worker.Claim(claim),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("role client")));
+}
+
+TEST(ClientAuthTest, MakeCredentialsChecksItsFiles) {
+  TempDir dir;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> plaintext = MakeCredentials({});
+  ASSERT_OK(plaintext);
+  EXPECT_EQ(*plaintext, nullptr);
+  TlsOptions missing_ca;
+  missing_ca.ca_file = dir.path() + "/missing-ca.pem";
+  EXPECT_THAT(MakeCredentials(missing_ca),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls_ca: cannot read")));
+  TlsOptions cert_alone;
+  cert_alone.cert_file = dir.path() + "/c.pem";
+  EXPECT_THAT(MakeCredentials(cert_alone),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("give both or neither")));
+}
+
 TEST_F(ExportClientTest, CreateGetListCancelDelete) {
   ASSERT_OK_AND_ASSIGN(ExportJob created, client_.Create(AccountsRequest()));
   EXPECT_EQ(created.status(), exportjobs::v1::EXPORT_JOB_STATUS_PENDING);

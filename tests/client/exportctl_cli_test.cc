@@ -69,6 +69,49 @@ TEST(ParseCommandLineTest, GlobalOptionsGoBeforeOrAfterTheCommand) {
   }
 }
 
+TEST(ParseCommandLineTest, TokenAndTlsOptions) {
+  const Invocation inv = MustParse({"--token", "t0k3n", "--tls-ca", "ca.pem", "--tls-cert", "c.pem",
+                                    "--tls-key", "k.pem", "get", "1"});
+  EXPECT_EQ(inv.token, "t0k3n");
+  EXPECT_EQ(inv.tls_ca, "ca.pem");
+  EXPECT_EQ(inv.tls_cert, "c.pem");
+  EXPECT_EQ(inv.tls_key, "k.pem");
+  // The underscore spellings of the flags that export-worker also has.
+  EXPECT_EQ(MustParse({"get", "1", "--token_file", "f"}).token_file, "f");
+  EXPECT_EQ(MustParse({"get", "1", "--tls_ca", "a"}).tls_ca, "a");
+
+  const ParseOutcome both = MustRefuse({"--token", "a", "--token-file", "f", "get", "1"});
+  EXPECT_EQ(both.exit_code, kExitUsage);
+  EXPECT_THAT(both.err_text, HasSubstr("--token, --token-file: give at most one"));
+  const ParseOutcome half = MustRefuse({"--tls-cert", "c.pem", "get", "1"});
+  EXPECT_EQ(half.exit_code, kExitUsage);
+  EXPECT_THAT(half.err_text, HasSubstr("--tls-cert, --tls-key: give both or neither"));
+}
+
+TEST(ResolveTokenTest, FlagThenFileThenEnvironment) {
+  test_support::TempDir dir;
+  const std::string file = dir.path() + "/token";
+  std::ofstream(file) << "  from-file-token \n";
+  Invocation inv;
+  EXPECT_THAT(ResolveToken(inv, std::nullopt), ::exportd::testing::IsOkAndHolds(""));
+  EXPECT_THAT(ResolveToken(inv, "from-env"), ::exportd::testing::IsOkAndHolds("from-env"));
+  inv.token_file = file;
+  EXPECT_THAT(ResolveToken(inv, "from-env"), ::exportd::testing::IsOkAndHolds("from-file-token"));
+  inv.token = "from-flag";
+  EXPECT_THAT(ResolveToken(inv, "from-env"), ::exportd::testing::IsOkAndHolds("from-flag"));
+
+  Invocation missing;
+  missing.token_file = dir.path() + "/none";
+  absl::StatusOr<std::string> unread = ResolveToken(missing, "from-env");
+  EXPECT_THAT(unread, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--token-file")));
+  EXPECT_EQ(ExitCodeOf(unread.status()), kExitUsage);
+  Invocation empty;
+  empty.token_file = dir.path() + "/empty";
+  std::ofstream(empty.token_file) << "\n";
+  EXPECT_THAT(ResolveToken(empty, std::nullopt),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is empty")));
+}
+
 TEST(ParseCommandLineTest, CreateWithEveryOption) {
   const Invocation inv =
       MustParse({"create", "--entity", "buying_groups", "--fields", "id,name,account_id",

@@ -77,6 +77,10 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr absl::Duration kRunTimeout = absl::Seconds(60);
+// The suite's tokens: exportctl's (tenant acme), the worker's, another tenant's client.
+const std::string kClientToken = "e2e-client-token-000001";
+const std::string kWorkerToken = "e2e-worker-token-000001";
+const std::string kOtherToken = "e2e-other-token-0000001";
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: any binary, its stdout and stderr drained by a thread of its own.
@@ -282,9 +286,16 @@ class ExportctlE2eTest : public ::testing::Test {
         {EXPORT_WORKER_PATH, "seed-demo", "--source=" + db, "--accounts=1500", "--seed=7"});
     ASSERT_EQ(seed.code, 0) << seed.Describe();
 
+    // Tokens: exportctl's (tenant acme), the worker's, and a client of another tenant.
+    WriteFile(TokenFile(), kClientToken + "\n");
+    WriteFile(dir_->path() + "/worker.token", kWorkerToken + "\n");
+    WriteFile(dir_->path() + "/tokens",
+              Cat(kClientToken, " exportctl acme client\n", kWorkerToken, " w1 ops worker\n",
+                  kOtherToken, " other globex client\n"));
     ServerProcess::Options options;
     options.binary = EXPORT_SERVER_PATH;
     options.data_dir = dir_->path() + "/server";
+    options.tokens_file = dir_->path() + "/tokens";
     absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = server->release();
@@ -293,7 +304,8 @@ class ExportctlE2eTest : public ::testing::Test {
                             "--worker_id=w1", "--concurrency=2",
                             "--entity_types=accounts,people,opportunities,activities,buying_groups",
                             "--heartbeat_interval=200ms", "--claim_wait=5s", "--rpc_timeout=10s",
-                            "--work_dir=" + dir_->path()})
+                            "--work_dir=" + dir_->path(),
+                            "--token_file=" + dir_->path() + "/worker.token"})
                   .release();
     ASSERT_NE(worker_, nullptr);
     ASSERT_TRUE(worker_->AwaitStdout("export-worker w1 ready", kRunTimeout))
@@ -301,6 +313,7 @@ class ExportctlE2eTest : public ::testing::Test {
 
     client::CallOptions call;
     call.timeout = absl::Seconds(10);
+    call.token = kClientToken;
     client_ = new client::ExportClient(client::MakeChannel(server_->address()), call);
   }
 
@@ -322,9 +335,12 @@ class ExportctlE2eTest : public ::testing::Test {
 
   static std::string Path(const std::string& name) { return test_dir_.path() + "/" + name; }
 
-  // exportctl --server <the server> ARGS...
+  static std::string TokenFile() { return dir_->path() + "/client.token"; }
+
+  // exportctl --server <the server> --token-file <the client token> ARGS...
   static RunResult Exportctl(std::vector<std::string> args) {
-    args.insert(args.begin(), {EXPORTCTL_PATH, "--server", server_->address()});
+    args.insert(args.begin(),
+                {EXPORTCTL_PATH, "--server", server_->address(), "--token-file", TokenFile()});
     return RunCommand(std::move(args));
   }
 
@@ -486,8 +502,8 @@ TEST_F(ExportctlE2eTest, ACancelledJobMakesWatchExitTwo) {
   EXPECT_TRUE(ValidJobs(create.out));
   const std::string job_id = nlohmann::json::parse(create.out)["id"].get<std::string>();
 
-  std::unique_ptr<Child> watch =
-      Child::Start({EXPORTCTL_PATH, "--server", server_->address(), "watch", job_id});
+  std::unique_ptr<Child> watch = Child::Start({EXPORTCTL_PATH, "--server", server_->address(),
+                                               "--token-file", TokenFile(), "watch", job_id});
   ASSERT_NE(watch, nullptr);
   ASSERT_TRUE(watch->AwaitStdout("pending\n", kRunTimeout)) << watch->Stderr();
 
@@ -561,19 +577,65 @@ TEST_F(ExportctlE2eTest, ErrorsNameTheProblemAndExitWithTheDocumentedCode) {
       StartsWith("exportctl: INVALID_ARGUMENT: filters.employee_count: expects an integer"));
 }
 
+TEST_F(ExportctlE2eTest, TokensComeFromFlagsFileOrEnvironmentAndAuthErrorsHaveTheirCodes) {
+  const std::vector<std::string> base = {EXPORTCTL_PATH, "--server", server_->address()};
+  const auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  // No token: UNAUTHENTICATED (10 + 16) with a hint.
+  const RunResult none = RunCommand(with({"list"}));
+  EXPECT_EQ(none.code, 26) << none.Describe();
+  EXPECT_THAT(none.err, StartsWith("exportctl: UNAUTHENTICATED: authorization: missing"));
+  EXPECT_THAT(none.err, HasSubstr("hint: the server needs a bearer token: pass --token"));
+  const RunResult unknown = RunCommand(with({"--token", "not-a-known-token-0000", "list"}));
+  EXPECT_EQ(unknown.code, 26) << unknown.Describe();
+  EXPECT_THAT(unknown.err, HasSubstr("unknown token"));
+  // The worker's token: PERMISSION_DENIED (10 + 7) naming the role and the method.
+  const RunResult worker = RunCommand(with({"--token", kWorkerToken, "list"}));
+  EXPECT_EQ(worker.code, 17) << worker.Describe();
+  EXPECT_THAT(worker.err, HasSubstr("role worker"));
+  EXPECT_THAT(worker.err, HasSubstr("ListExportJobs"));
+  EXPECT_THAT(worker.err, HasSubstr("hint: this token's role may not do that"));
+  // --token, EXPORT_TOKEN and --token-file all work; the flag wins over the variable.
+  EXPECT_EQ(RunCommand(with({"--token", kClientToken, "list"})).code, 0);
+  EXPECT_EQ(RunCommand(with({"list"}), {{"EXPORT_TOKEN", kClientToken}}).code, 0);
+  EXPECT_EQ(RunCommand(with({"--token-file", TokenFile(), "list"})).code, 0);
+  EXPECT_EQ(RunCommand(with({"--token", kClientToken, "list"}), {{"EXPORT_TOKEN", "bad"}}).code, 0);
+  // Usage errors: both flags, an unreadable token file.
+  const RunResult both =
+      RunCommand(with({"--token", kClientToken, "--token-file", TokenFile(), "list"}));
+  EXPECT_EQ(both.code, 3) << both.Describe();
+  const RunResult missing = RunCommand(with({"--token-file", Path("no-such.token"), "list"}));
+  EXPECT_EQ(missing.code, 3) << missing.Describe();
+  EXPECT_THAT(missing.err, HasSubstr("--token-file: cannot read"));
+
+  // Another tenant's job does not exist for this client.
+  const RunResult created = Exportctl({"--output", "json", "create", "--entity", "people"});
+  ASSERT_EQ(created.code, 0) << created.Describe();
+  const std::string id = nlohmann::json::parse(created.out).at("id").get<std::string>();
+  const RunResult other = RunCommand(with({"--token", kOtherToken, "get", id}));
+  EXPECT_EQ(other.code, 15) << other.Describe();
+  EXPECT_EQ(RunCommand(with({"--token", kOtherToken, "cancel", id})).code, 15);
+  EXPECT_EQ(Exportctl({"get", id}).code, 0);
+}
+
 TEST_F(ExportctlE2eTest, TheServerComesFromExportServerAndDownIsUnavailable) {
   const std::string down = Cat("127.0.0.1:", ClosedPort());
   const RunResult unavailable =
-      RunCommand({EXPORTCTL_PATH, "--timeout", "20s", "list"}, {{"EXPORT_SERVER", down}});
+      RunCommand({EXPORTCTL_PATH, "--timeout", "20s", "list"},
+                 {{"EXPORT_SERVER", down}, {"EXPORT_TOKEN", kClientToken}});
   EXPECT_EQ(unavailable.code, 24) << unavailable.Describe();
   EXPECT_THAT(unavailable.err, StartsWith("exportctl: UNAVAILABLE: "));
 
   const RunResult listed =
-      RunCommand({EXPORTCTL_PATH, "list"}, {{"EXPORT_SERVER", server_->address()}});
+      RunCommand({EXPORTCTL_PATH, "list"},
+                 {{"EXPORT_SERVER", server_->address()}, {"EXPORT_TOKEN", kClientToken}});
   EXPECT_EQ(listed.code, 0) << listed.Describe();
   // --server wins over the variable.
   const RunResult flag = RunCommand({EXPORTCTL_PATH, "--server", server_->address(), "list"},
-                                    {{"EXPORT_SERVER", down}});
+                                    {{"EXPORT_SERVER", down}, {"EXPORT_TOKEN", kClientToken}});
   EXPECT_EQ(flag.code, 0) << flag.Describe();
 }
 

@@ -10,7 +10,9 @@
 // (ports 0) and one export-worker, creates a filtered multi-part CSV export of accounts, follows
 // it with WatchExportJob until COMPLETED, downloads the file from download_url over HTTP and every
 // part with DownloadExport, and checks sizes, SHA-256s and record counts against the job. Error
-// paths: NOT_FOUND and INVALID_ARGUMENT (naming the field). Both processes are stopped with
+// paths: NOT_FOUND and INVALID_ARGUMENT (naming the field), UNAUTHENTICATED without a token and
+// PERMISSION_DENIED with the worker's token. The server runs with a tokens file of random tokens;
+// the client sends its token on every call (a client interceptor). Both processes are stopped with
 // SIGTERM and must exit 0. Every call has a deadline; waits read the processes' output or the
 // watch stream, never sleep.
 'use strict';
@@ -143,7 +145,18 @@ class Child {
 
 // --- The client: load, create, watch, download (docs/clients.md quotes these) ----------------
 
-function loadExportService(protoDir, address) {
+// Sends `authorization: Bearer <token>` with every call of a client.
+function bearerToken(token) {
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', `Bearer ${token}`);
+      next(metadata, listener);
+    },
+  });
+}
+
+// An ExportService client; with a token, it sends it on every call.
+function loadExportService(protoDir, address, token) {
   const definition = protoLoader.loadSync('exportjobs/v1/export_service.proto', {
     includeDirs: [protoDir],  // google/protobuf/*.proto are built into proto-loader
     keepCase: true,           // download_url, not downloadUrl
@@ -152,7 +165,8 @@ function loadExportService(protoDir, address) {
     defaults: true,           // unset fields as their zero values
   });
   const {ExportService} = grpc.loadPackageDefinition(definition).exportjobs.v1;
-  return new ExportService(address, grpc.credentials.createInsecure());
+  const interceptors = token === undefined ? [] : [bearerToken(token)];
+  return new ExportService(address, grpc.credentials.createInsecure(), {interceptors});
 }
 
 // google.protobuf.Struct from a plain object. proto-loader builds the well-known types in from
@@ -289,22 +303,32 @@ async function run(args, temp) {
   check(seed.status === 0,
         `seed-demo exited ${seed.status} ${seed.error || ''}: ${seed.stdout}${seed.stderr}`);
 
+  // A tokens file with random tokens: a client's and a worker's.
+  const clientToken = crypto.randomBytes(24).toString('hex');
+  const workerToken = crypto.randomBytes(24).toString('hex');
+  const tokens = path.join(temp, 'tokens');
+  fs.writeFileSync(tokens, `# token principal tenant role\n${clientToken} node-client acme client\n` +
+                           `${workerToken} node-worker ops worker\n`);
+  const workerTokenFile = path.join(temp, 'worker.token');
+  fs.writeFileSync(workerTokenFile, `${workerToken}\n`);
+
   const children = [];
   let client;
   try {
     const server = new Child('export-server', [
       args.export_server, `--data_dir=${path.join(temp, 'server')}`,
-      '--grpc_address=127.0.0.1:0', '--http_address=127.0.0.1:0']);
+      '--grpc_address=127.0.0.1:0', '--http_address=127.0.0.1:0', `--tokens_file=${tokens}`]);
     children.push(server);
     const httpAddress = (await server.awaitLine('http listening on ')).split(' ').pop();
     const grpcAddress = (await server.awaitLine('grpc listening on ')).split(' ').pop();
     const worker = new Child('export-worker', [
       args.export_worker, `--server=${grpcAddress}`, `--source=${db}`, '--worker_id=node1',
-      '--heartbeat_interval=200ms', '--claim_wait=5s', '--rpc_timeout=10s', `--work_dir=${temp}`]);
+      '--heartbeat_interval=200ms', '--claim_wait=5s', '--rpc_timeout=10s', `--work_dir=${temp}`,
+      `--token_file=${workerTokenFile}`]);
     children.unshift(worker);
     await worker.awaitLine('export-worker node1 ready');
 
-    client = loadExportService(args.proto_dir, grpcAddress);
+    client = loadExportService(args.proto_dir, grpcAddress, clientToken);
     await new Promise((resolve, reject) => client.waitForReady(
         deadline(CALL_TIMEOUT_MS), (error) => (error ? reject(error) : resolve())));
 
@@ -374,6 +398,21 @@ async function run(args, temp) {
                          grpc.status.INVALID_ARGUMENT, 'entity_type');
     await expectRpcError(downloadPart(client, job.id, job.file_parts + 1), grpc.status.NOT_FOUND);
     console.log(`ok: error paths (e.g. '${message}')`);
+
+    // Authentication: no token, an unknown one, the worker's token.
+    for (const [token, code, words] of [
+      [undefined, grpc.status.UNAUTHENTICATED, ['authorization']],
+      [crypto.randomBytes(24).toString('hex'), grpc.status.UNAUTHENTICATED, ['unknown token']],
+      [workerToken, grpc.status.PERMISSION_DENIED, ['role worker', 'GetExportJob']],
+    ]) {
+      const other = loadExportService(args.proto_dir, grpcAddress, token);
+      try {
+        await expectRpcError(unary(other, 'GetExportJob', {id: job.id}), code, ...words);
+      } finally {
+        other.close();
+      }
+    }
+    console.log('ok: UNAUTHENTICATED without a token, PERMISSION_DENIED for the worker\'s');
     client.close();
     client = undefined;
 

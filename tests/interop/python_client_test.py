@@ -12,7 +12,9 @@ It seeds a small demo SQLite database with `export-worker seed-demo`, starts exp
 (ports 0) and one export-worker, creates a filtered multi-part CSV export of accounts, follows
 it with WatchExportJob until COMPLETED, downloads the file from download_url over HTTP and every
 part with DownloadExport, and checks sizes, SHA-256s and record counts against the job. Error
-paths: NOT_FOUND and INVALID_ARGUMENT (naming the field). Both processes are stopped with
+paths: NOT_FOUND and INVALID_ARGUMENT (naming the field), UNAUTHENTICATED without a token and
+PERMISSION_DENIED with the worker's token. The server runs with a tokens file of random
+tokens; the client sends its token on every call (a client interceptor). Both processes are stopped with
 SIGTERM and must exit 0. Every call has a deadline; waits read the processes' output or the
 watch stream, never sleep.
 """
@@ -23,6 +25,7 @@ import hashlib
 import io
 import os
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -135,6 +138,48 @@ class Child:
 
 # --- The client: create, watch, download (docs/clients.md quotes these) ---------------------
 
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends `authorization: Bearer <token>` with every call of the channel it intercepts."""
+
+    def __init__(self, token):
+        self._header = ("authorization", "Bearer " + token)
+
+    def _details(self, details):
+        metadata = list(details.metadata or []) + [self._header]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            getattr(details, "wait_for_ready", None),
+                            getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
+def write_tokens(temp):
+    """A tokens file with a random client and worker token; returns (path, client, worker)."""
+    client, worker = secrets.token_hex(24), secrets.token_hex(24)
+    path = os.path.join(temp, "tokens")
+    with open(path, "w") as out:
+        out.write("# token principal tenant role\n")
+        out.write("%s python-client acme client\n%s py-worker ops worker\n" % (client, worker))
+    worker_file = os.path.join(temp, "worker.token")
+    with open(worker_file, "w") as out:
+        out.write(worker + "\n")
+    return path, client, worker, worker_file
+
+
 def create_accounts_export(stub):
     request = service_pb2.CreateExportJobRequest(
         entity_type=job_pb2.ENTITY_TYPE_ACCOUNTS,
@@ -199,9 +244,10 @@ def run(args, temp):
     check(seed.returncode == 0, "seed-demo exited %d: %s%s" %
           (seed.returncode, seed.stdout.decode(), seed.stderr.decode()))
 
+    tokens, client_token, worker_token, worker_token_file = write_tokens(temp)
     server = Child("export-server", [
         args.export_server, "--data_dir=" + os.path.join(temp, "server"),
-        "--grpc_address=127.0.0.1:0", "--http_address=127.0.0.1:0"])
+        "--grpc_address=127.0.0.1:0", "--http_address=127.0.0.1:0", "--tokens_file=" + tokens])
     children = [server]
     try:
         http_address = server.await_line("http listening on ").split()[-1]
@@ -209,12 +255,13 @@ def run(args, temp):
         worker = Child("export-worker", [
             args.export_worker, "--server=" + grpc_address, "--source=" + db,
             "--worker_id=py1", "--heartbeat_interval=200ms", "--claim_wait=5s",
-            "--rpc_timeout=10s", "--work_dir=" + temp])
+            "--rpc_timeout=10s", "--work_dir=" + temp, "--token_file=" + worker_token_file])
         children.insert(0, worker)
         worker.await_line("export-worker py1 ready")
 
-        with grpc.insecure_channel(grpc_address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=CALL_TIMEOUT)
+        with grpc.insecure_channel(grpc_address) as plain:
+            grpc.channel_ready_future(plain).result(timeout=CALL_TIMEOUT)
+            channel = grpc.intercept_channel(plain, BearerToken(client_token))
             stub = service_grpc.ExportServiceStub(channel)
 
             created = create_accounts_export(stub)
@@ -287,6 +334,23 @@ def run(args, temp):
             expect_rpc_error(lambda: download_part(stub, job.id, job.file_parts + 1),
                              grpc.StatusCode.NOT_FOUND)
             print("ok: error paths (e.g. %r)" % message)
+
+            # Authentication: no token, an unknown one, the worker's token.
+            anonymous = service_grpc.ExportServiceStub(plain)
+            expect_rpc_error(lambda: anonymous.GetExportJob(
+                service_pb2.GetExportJobRequest(id=job.id), timeout=CALL_TIMEOUT),
+                grpc.StatusCode.UNAUTHENTICATED, "authorization")
+            stranger = service_grpc.ExportServiceStub(
+                grpc.intercept_channel(plain, BearerToken(secrets.token_hex(24))))
+            expect_rpc_error(lambda: stranger.GetExportJob(
+                service_pb2.GetExportJobRequest(id=job.id), timeout=CALL_TIMEOUT),
+                grpc.StatusCode.UNAUTHENTICATED, "unknown token")
+            as_worker = service_grpc.ExportServiceStub(
+                grpc.intercept_channel(plain, BearerToken(worker_token)))
+            expect_rpc_error(lambda: as_worker.GetExportJob(
+                service_pb2.GetExportJobRequest(id=job.id), timeout=CALL_TIMEOUT),
+                grpc.StatusCode.PERMISSION_DENIED, "role worker", "GetExportJob")
+            print("ok: UNAUTHENTICATED without a token, PERMISSION_DENIED for the worker's")
 
         # Workers first: on SIGTERM they give their jobs back to the server.
         for child in list(children):

@@ -252,6 +252,22 @@ TEST_F(WorkerConfigTest, ABadConfigFileStopsItNamingFileLineAndFlag) {
   EXPECT_THAT(missing.stderr_text, HasSubstr("no-such.conf"));
 }
 
+TEST_F(WorkerConfigTest, AnUnusableTokenFileOrTlsSettingStopsItWithCodeTwo) {
+  const std::string db = SeedDemo();
+  const Finished missing =
+      RunWorker({"--source=" + db, "--token_file=" + dir_.path() + "/no-such.token"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_THAT(missing.stderr_text, HasSubstr("--token_file: cannot read"));
+  const std::string empty = dir_.path() + "/empty.token";
+  std::ofstream(empty) << "\n";
+  const Finished blank = RunWorker({"--source=" + db, "--token_file=" + empty});
+  EXPECT_EQ(blank.code, 2);
+  EXPECT_THAT(blank.stderr_text, HasSubstr("is empty"));
+  const Finished half = RunWorker({"--source=" + db, "--tls_cert=" + empty});
+  EXPECT_EQ(half.code, 2);
+  EXPECT_THAT(half.stderr_text, HasSubstr("--tls_cert, tls_key: give both or neither"));
+}
+
 TEST_F(WorkerConfigTest, ABadEnvironmentValueStopsItNamingTheVariable) {
   SetEnv("EXPORTD_RPC_TIMEOUT", "soon");
   const Finished bad = RunWorker({});
