@@ -65,9 +65,10 @@ ABSL_USAGE_FLAGS = {"help", "helpfull", "helpshort", "helppackage", "helpon", "h
 # Positional arguments a binary accepts (as its first argument).
 SUBCOMMANDS = {"export-server": set(), "export-worker": {"seed-demo"}}
 # Packages of deploy/install-deps.sh that only the tests and tools use, not the image build.
+# openssl: the CLI with which tls_test makes its throwaway CA and certificates.
 TEST_ONLY_PACKAGES = {"clang-format", "libbenchmark-dev", "sqlite3", "curl", "procps", "python3",
                       "python3-grpcio", "python3-protobuf", "python3-yaml", "nodejs", "npm",
-                      "clang-14", "libclang-rt-14-dev", "llvm-14"}
+                      "clang-14", "libclang-rt-14-dev", "llvm-14", "openssl"}
 # Packages that every debian:bookworm image already has.
 BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 # `docker stop` sends SIGKILL this long after SIGTERM unless told otherwise.
