@@ -318,10 +318,10 @@ TEST(MetadataSizeTest, MetadataOverTheLimitIsRefused) {
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
 }
 
-// A long-poll claim of 4 s on a channel that pings as often as gRPC lets a client (about once a
-// second), with no job to claim: the call's result. The server's third ping strike ends the
-// connection.
-grpc::Status ClaimWhilePinging(const std::string& address) {
+// A long-poll claim of `wait` on a channel that pings as often as gRPC lets a client (about
+// once a second), with no job to claim: the call's result. A server whose policy refuses such
+// pings ends the connection at the third early ping (a strike each), long before the wait ends.
+grpc::Status ClaimWhilePinging(const std::string& address, absl::Duration wait) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 100);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
@@ -333,9 +333,11 @@ grpc::Status ClaimWhilePinging(const std::string& address) {
   auto workers = exportjobs::v1::WorkerService::NewStub(channel);
   exportjobs::v1::ClaimExportJobRequest request;
   request.set_worker_id("pinging-worker");
-  request.mutable_wait()->set_seconds(4);
+  request.mutable_wait()->set_seconds(absl::ToInt64Seconds(wait));
   exportjobs::v1::ClaimExportJobResponse response;
-  grpc::Status status = workers->ClaimExportJob(Deadlined().get(), request, &response);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + wait + absl::Seconds(10)));
+  grpc::Status status = workers->ClaimExportJob(&context, request, &response);
   EXPECT_FALSE(response.has_job());
   return status;
 }
@@ -344,14 +346,14 @@ TEST(KeepaliveTest, PingsAsOftenAsThePolicyAllowsKeepTheCallAlive) {
   ServerOptions options;
   options.min_client_ping_interval = absl::Milliseconds(50);
   TestServer server(options);
-  EXPECT_TRUE(ClaimWhilePinging(server.address()).ok());
+  EXPECT_TRUE(ClaimWhilePinging(server.address(), absl::Seconds(4)).ok());
 }
 
 TEST(KeepaliveTest, PingsMoreOftenThanThePolicyAllowsEndTheConnection) {
   ServerOptions options;
   options.min_client_ping_interval = absl::Seconds(10);
   TestServer server(options);
-  const grpc::Status status = ClaimWhilePinging(server.address());
+  const grpc::Status status = ClaimWhilePinging(server.address(), absl::Seconds(25));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
 }
 
