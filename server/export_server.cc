@@ -302,6 +302,7 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   EXPORTD_RETURN_IF_ERROR(PrepareDataDir(options.data_dir));
   RocksDbJobStore::Options store_options;
   store_options.path = (std::filesystem::path(options.data_dir) / "jobs").string();
+  store_options.env = options.store_env;
   EXPORTD_ASSIGN_OR_RETURN(impl->store, RocksDbJobStore::Open(store_options));
 
   EXPORTD_ASSIGN_OR_RETURN(

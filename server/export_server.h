@@ -17,6 +17,10 @@
 #include "server/watch_reactor.h"
 #include "server/worker_service.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace exportd {
 
 struct ServerOptions {
@@ -72,6 +76,10 @@ struct ServerOptions {
   absl::Duration job_retention = absl::Hours(24 * 30);
   // Not owned; must outlive the server.
   const Clock* clock = Clock::Real();
+  // The Env the job store does its file I/O through (RocksDbJobStore::Options::env); nullptr
+  // for the local file system. For tests that make the store's writes fail. Not owned; must
+  // outlive the server.
+  rocksdb::Env* store_env = nullptr;
 };
 
 // Checks the limits of `options` (ranges of the flags in docs/operations.md, "Limits"):

@@ -3,6 +3,12 @@
 // and writes each group of changes with one synced JobStore::Commit (group commit). A caller is
 // answered only after its change is durable. Reads run on the read executor.
 //
+// A group whose write fails (the disk is full or failing) changes nothing, stored or in memory
+// (claim queue, leases, counts), and each of its callers is answered UNAVAILABLE "the change
+// could not be stored; retry: <the store's reason>". The server does not stop: reads go on,
+// and writes work again as soon as the store does (RocksDbJobStore reopens RocksDB after a
+// failed write, at its next Commit).
+//
 // Every committed change is then handed, in commit order, to the change listener (the
 // ProgressHub), which must not block.
 //

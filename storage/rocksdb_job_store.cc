@@ -1,9 +1,11 @@
 #include "storage/rocksdb_job_store.h"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -147,23 +149,66 @@ IndexKeys IndexKeysOf(const JobRecord& record) {
 
 // --- The store ---
 
+using Handles = std::array<rocksdb::ColumnFamilyHandle*, keys::kColumnFamilyCount>;
+
+// One open instance of the database with its column family handles; closed when destroyed.
+struct Database {
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::ColumnFamilyHandle* default_handle = nullptr;
+  Handles handles{};
+
+  Database() = default;
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  ~Database() {
+    if (!db) return;
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    }
+    db->DestroyColumnFamilyHandle(default_handle).PermitUncheckedError();
+    // Every acknowledged write is already in the synced WAL; a failed close loses nothing.
+    db->Close().PermitUncheckedError();
+  }
+};
+
+// Opens the database at options.path (read-only: no write, no lock, for reads only).
+absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(const RocksDbJobStore::Options& options,
+                                                       const std::shared_ptr<rocksdb::Cache>& cache,
+                                                       bool read_only = false) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.keep_log_file_num = 10;
+  if (options.env != nullptr) db_options.env = options.env;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(std::nullopt, cache));
+  for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) {
+    descriptors.emplace_back(std::string(keys::kColumnFamilyNames[i]),
+                             FamilyOptions(static_cast<ColumnFamily>(i), cache));
+  }
+
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  const rocksdb::Status opened =
+      read_only ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &handles, &db)
+                : rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &db);
+  EXPORTD_RETURN_IF_ERROR(
+      FromRocksDbStatus(opened, absl::StrCat("opening the job store at ", options.path)));
+  auto database = std::make_unique<Database>();
+  database->db.reset(db);
+  // On success RocksDB returns one handle per descriptor, in order.
+  database->default_handle = handles[0];
+  for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) database->handles[i] = handles[i + 1];
+  return database;
+}
+
 class RocksDbJobStoreImpl final : public RocksDbJobStore {
  public:
-  using Handles = std::array<rocksdb::ColumnFamilyHandle*, keys::kColumnFamilyCount>;
-
-  // Takes ownership of `db` and of the handles.
-  RocksDbJobStoreImpl(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* default_handle,
-                      const Handles& handles)
-      : db_(db), default_handle_(default_handle), handles_(handles) {}
-
-  ~RocksDbJobStoreImpl() override {
-    for (rocksdb::ColumnFamilyHandle* handle : handles_) {
-      db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
-    }
-    db_->DestroyColumnFamilyHandle(default_handle_).PermitUncheckedError();
-    // Every acknowledged write is already in the synced WAL; a failed close loses nothing.
-    db_->Close().PermitUncheckedError();
-  }
+  RocksDbJobStoreImpl(Options options, std::shared_ptr<rocksdb::Cache> cache,
+                      std::unique_ptr<Database> database)
+      : options_(std::move(options)), cache_(std::move(cache)), database_(std::move(database)) {}
 
   RocksDbJobStoreImpl(const RocksDbJobStoreImpl&) = delete;
   RocksDbJobStoreImpl& operator=(const RocksDbJobStoreImpl&) = delete;
@@ -173,19 +218,26 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
       EXPORTD_RETURN_IF_ERROR(ValidateChange(i, changes[i]));
     }
     if (changes.empty()) return absl::OkStatus();
+    if (write_failed_.load()) EXPORTD_RETURN_IF_ERROR(Recover());
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     rocksdb::WriteBatch batch;
     for (const JobChange& change : changes) {
       EXPORTD_RETURN_IF_ERROR(AddChange(change, &batch));
     }
     rocksdb::WriteOptions options;
     options.sync = true;
-    return FromRocksDbStatus(db_->Write(options, &batch), "writing the job changes");
+    const rocksdb::Status written = database_->db->Write(options, &batch);
+    if (!written.ok()) write_failed_.store(true);
+    return FromRocksDbStatus(written, "writing the job changes");
   }
 
   absl::StatusOr<JobRecord> Get(const std::string& id) const override {
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     std::string value;
-    const rocksdb::Status status =
-        db_->Get(rocksdb::ReadOptions(), Family(ColumnFamily::kJobs), keys::JobKey(id), &value);
+    const rocksdb::Status status = database_->db->Get(
+        rocksdb::ReadOptions(), Family(ColumnFamily::kJobs), keys::JobKey(id), &value);
     if (status.IsNotFound()) return absl::NotFoundError(absl::StrCat("no job ", Quote(id)));
     EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(status, absl::StrCat("reading job ", Quote(id))));
     JobRecord record;
@@ -200,10 +252,13 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
       return absl::InvalidArgumentError(
           absl::StrCat("ListQuery.limit must be positive, got ", query.limit));
     }
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     rocksdb::ReadOptions options;
     const rocksdb::Slice upper_bound(query.before_id);
     if (!query.before_id.empty()) options.iterate_upper_bound = &upper_bound;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(ColumnFamily::kJobs)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        database_->db->NewIterator(options, Family(ColumnFamily::kJobs)));
     ListResult result;
     int64_t scanned = 0;
     for (it->SeekToLast(); it->Valid(); it->Prev()) {
@@ -236,10 +291,12 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     // No key can hold these: a job without a request_id has no entry, and tenants with '\0'
     // are refused by Commit.
     if (request_id.empty() || tenant.find('\0') != std::string::npos) return std::nullopt;
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     std::string id;
     const rocksdb::Status status =
-        db_->Get(rocksdb::ReadOptions(), Family(ColumnFamily::kIdempotency),
-                 keys::IdempotencyKey(tenant, request_id), &id);
+        database_->db->Get(rocksdb::ReadOptions(), Family(ColumnFamily::kIdempotency),
+                           keys::IdempotencyKey(tenant, request_id), &id);
     if (status.IsNotFound()) return std::nullopt;
     EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(status, "reading an idempotency key"));
     return id;
@@ -247,6 +304,8 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
 
   absl::StatusOr<std::vector<ExportJob>> ReadEvents(const std::string& id, int64_t after_revision,
                                                     int limit) const override {
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     if (limit <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
     }
@@ -261,7 +320,8 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     options.iterate_lower_bound = &lower_bound;
     options.iterate_upper_bound = &upper_bound;
     options.prefix_same_as_start = true;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(ColumnFamily::kEvents)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        database_->db->NewIterator(options, Family(ColumnFamily::kEvents)));
     for (it->Seek(lower); it->Valid() && events.size() < static_cast<size_t>(limit); it->Next()) {
       ExportJob& event = events.emplace_back();
       if (!event.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
@@ -283,8 +343,10 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
   }
 
   absl::StatusOr<std::string> LastJobId() const override {
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     std::unique_ptr<rocksdb::Iterator> it(
-        db_->NewIterator(rocksdb::ReadOptions(), Family(ColumnFamily::kJobs)));
+        database_->db->NewIterator(rocksdb::ReadOptions(), Family(ColumnFamily::kJobs)));
     it->SeekToLast();
     std::string id = it->Valid() ? it->key().ToString() : std::string();
     EXPORTD_RETURN_IF_ERROR(FromRocksDbStatus(it->status(), "reading the last job id"));
@@ -292,8 +354,41 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
   }
 
  private:
+  // REQUIRES: mu_ held (shared), and Usable().
   rocksdb::ColumnFamilyHandle* Family(ColumnFamily family) const {
-    return handles_[keys::Index(family)];
+    return database_->handles[keys::Index(family)];
+  }
+
+  // OK while the database is open (it is not only while a reopen failed). REQUIRES: mu_ held.
+  absl::Status Usable() const {
+    if (database_ != nullptr) return absl::OkStatus();
+    return absl::UnavailableError(
+        "the job store is closed: reopening it after a failed write failed; the next write "
+        "tries again");
+  }
+
+  // After a failed write RocksDB keeps the error and refuses every later write until it is
+  // resumed or reopened. The store reopens it (replaying the synced log, so nothing
+  // acknowledged is lost): DB::Resume is not used, because after a failed log write it can
+  // clear the error (a "hard" one, as for no space) and let the next write append to the log
+  // writer that failed, which RocksDB's assertions abort on. When the reopen fails (the disk
+  // still refuses), the database is opened read-only so that reads go on, and the next Commit
+  // tries again.
+  absl::Status Recover() {
+    std::unique_lock lock(mu_);                          // Waits for the reads in progress.
+    if (!write_failed_.load()) return absl::OkStatus();  // Another Commit recovered it.
+    database_.reset();
+    absl::StatusOr<std::unique_ptr<Database>> reopened = OpenDatabase(options_, cache_);
+    if (reopened.ok()) {
+      database_ = *std::move(reopened);
+      write_failed_.store(false);
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<Database>> read_only =
+        OpenDatabase(options_, cache_, /*read_only=*/true);
+    if (read_only.ok()) database_ = *std::move(read_only);
+    return absl::UnavailableError(absl::StrCat("reopening the job store after a failed write: ",
+                                               reopened.status().message()));
   }
 
   static bool Matches(const ListQuery& query, const JobRecord& record) {
@@ -361,6 +456,8 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
 
   absl::StatusOr<std::vector<IndexEntry>> ScanTimeIndex(ColumnFamily family, absl::Time by,
                                                         int limit) const {
+    std::shared_lock lock(mu_);
+    EXPORTD_RETURN_IF_ERROR(Usable());
     if (limit <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
     }
@@ -368,7 +465,7 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     const rocksdb::Slice upper_bound(upper);
     rocksdb::ReadOptions options;
     options.iterate_upper_bound = &upper_bound;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, Family(family)));
+    std::unique_ptr<rocksdb::Iterator> it(database_->db->NewIterator(options, Family(family)));
     std::vector<IndexEntry> entries;
     for (it->SeekToFirst(); it->Valid() && entries.size() < static_cast<size_t>(limit);
          it->Next()) {
@@ -392,9 +489,14 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
     return entries;
   }
 
-  const std::unique_ptr<rocksdb::DB> db_;
-  rocksdb::ColumnFamilyHandle* const default_handle_;
-  const Handles handles_;
+  const Options options_;
+  const std::shared_ptr<rocksdb::Cache> cache_;
+  // Reads and writes hold it shared; a reopen holds it exclusively.
+  mutable std::shared_mutex mu_;
+  // Null only while a reopen failed and even a read-only open did.
+  std::unique_ptr<Database> database_;
+  // Set by a failed write: the next Commit recovers the database first.
+  std::atomic<bool> write_failed_{false};
 };
 
 }  // namespace
@@ -403,30 +505,9 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Open(const Opt
   if (options.path.empty()) {
     return absl::InvalidArgumentError("RocksDbJobStore::Options.path is empty");
   }
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
-  db_options.IncreaseParallelism(2);
-  db_options.keep_log_file_num = 10;
-  if (options.env != nullptr) db_options.env = options.env;
-
-  const std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, FamilyOptions(std::nullopt, cache));
-  for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) {
-    descriptors.emplace_back(std::string(keys::kColumnFamilyNames[i]),
-                             FamilyOptions(static_cast<ColumnFamily>(i), cache));
-  }
-
-  rocksdb::DB* db = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  EXPORTD_RETURN_IF_ERROR(
-      FromRocksDbStatus(rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &db),
-                        absl::StrCat("opening the job store at ", options.path)));
-  // On success RocksDB returns one handle per descriptor, in order.
-  RocksDbJobStoreImpl::Handles family_handles;
-  for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) family_handles[i] = handles[i + 1];
-  return std::make_unique<RocksDbJobStoreImpl>(db, handles[0], family_handles);
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  EXPORTD_ASSIGN_OR_RETURN(std::unique_ptr<Database> database, OpenDatabase(options, cache));
+  return std::make_unique<RocksDbJobStoreImpl>(options, std::move(cache), std::move(database));
 }
 
 }  // namespace exportd

@@ -1,8 +1,18 @@
 // RocksDbJobStore: the JobStore on RocksDB, one column family per purpose (see keys.h).
 //
 // Every Commit is one WriteBatch written with sync; reads use RocksDB's implicit snapshots, so
-// each call sees one consistent state. The store holds no locks of its own: RocksDB orders the
-// writes. Destroying the store closes the database; no call may be in progress then.
+// each call sees one consistent state. RocksDB orders the writes; the store's one lock (shared
+// by every read and write) is taken exclusively only to reopen the database after a failed
+// write. Destroying the store closes the database; no call may be in progress then.
+//
+// A write that fails (the disk is full or failing) is UNAVAILABLE with RocksDB's reason (e.g.
+// "IO error: No space left on device"); its outcome is unknown, as for any UNAVAILABLE (a log
+// write that failed only in its sync may be found applied later). RocksDB then refuses every
+// write until it is reopened: the next Commit closes and reopens it, replaying the synced log
+// (not DB::Resume, which after a failed log write can let the next write reach the failed log
+// writer, an assertion failure in RocksDB); so the store writes again, without a restart, once
+// the disk does. While the disk still refuses, Commit
+// stays UNAVAILABLE and reads go on (from the database reopened read-only if need be).
 //
 // Beyond JobStore's contract: Commit also refuses (INVALID_ARGUMENT) a record whose job id is
 // not well-formed (IsWellFormedJobId: the keys rely on ids of fixed length) or whose tenant
