@@ -40,6 +40,7 @@ void ProgressHub::Remove(const std::string& id, const WatchTarget* target) {
 }
 
 void ProgressHub::Publish(const JobChange& change) {
+  absl::MutexLock throttle_lock(&throttle_mu_);
   auto event = std::make_shared<ExportJobEvent>();
   const JobRecord& record = change.after ? *change.after : *change.before;
   *event->mutable_job() = record.job();
@@ -68,6 +69,7 @@ void ProgressHub::Publish(const JobChange& change) {
 }
 
 void ProgressHub::Flush() {
+  absl::MutexLock throttle_lock(&throttle_mu_);
   const absl::Time now = absl::Now();
   for (auto& [id, throttle] : throttles_) {
     if (throttle.held && now >= throttle.last_delivered + progress_interval_) {
@@ -94,6 +96,11 @@ void ProgressHub::Deliver(const EventPtr& shared, const std::string& tenant) {
 }
 
 void ProgressHub::Shutdown() {
+  absl::MutexLock throttle_lock(&throttle_mu_);
+  // Watchers end with the latest state: the reports held back go out first.
+  for (auto& [id, throttle] : throttles_) {
+    if (throttle.held) Deliver(std::exchange(throttle.held, nullptr), throttle.tenant);
+  }
   std::vector<TargetList> lists;
   {
     absl::MutexLock lock(&mu_);

@@ -54,7 +54,8 @@ class ProgressHub {
   // Delivers the progress reports held back whose interval has passed.
   void Flush();
 
-  // Tells every watcher to finish and refuses new ones.
+  // Delivers the progress reports held back (so that every watcher ends with its job's latest
+  // state), then tells every watcher to finish and refuses new ones.
   void Shutdown();
 
   size_t watcher_count() const;
@@ -73,12 +74,15 @@ class ProgressHub {
     EventPtr held;  // The newest progress report not yet delivered.
     std::string tenant;
   };
-  void Deliver(const EventPtr& event, const std::string& tenant);
+  void Deliver(const EventPtr& event, const std::string& tenant) ABSL_LOCKS_EXCLUDED(mu_);
 
   const absl::Duration progress_interval_;
+  // Held by Publish and Flush (the committer) and by Shutdown, across their deliveries, so
+  // that a watcher sees changes in commit order also at shutdown.
+  absl::Mutex throttle_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
-  // Jobs that are processing, by id. Publish and Flush only (one thread).
-  absl::flat_hash_map<std::string, Throttle> throttles_;
+  // Jobs that are processing, by id.
+  absl::flat_hash_map<std::string, Throttle> throttles_ ABSL_GUARDED_BY(throttle_mu_);
   absl::flat_hash_map<std::string, TargetList> by_job_ ABSL_GUARDED_BY(mu_);
   TargetList all_jobs_ ABSL_GUARDED_BY(mu_);
   size_t count_ ABSL_GUARDED_BY(mu_) = 0;
