@@ -275,6 +275,9 @@ client::CallControl ExportRunner::JobRun::Control(CallKind kind, std::string_vie
   control.retry_until = lease_end_;  // Never past the lease.
   if (kind == CallKind::kJob) {
     control.cancel = &runner_->jobs_cancel_;
+    // A job call's tries end a fifth of the lease before it does, so that the final call (the
+    // fail that records why the tries ran out) still finds the lease.
+    control.retry_until = lease_end_ - lease_duration_ / 5;
   } else if (runner_->releasing()) {
     control.max_attempts = std::min(options_.max_call_attempts, 3);
   }
@@ -409,7 +412,10 @@ void ExportRunner::JobRun::EndStopped() {
     case Stopped::kRelease:
       return Release();
     case Stopped::kGaveUp:
-      return Drop(Cat(stop_status_.message(), "; its lease will expire"));
+      // The job is failed (retryable) with the last error, so that it records the cause (the
+      // server's disk is full, say) and is retried now rather than after the lease; when the
+      // server cannot be reached for that either, Fail drops the job and its lease expires.
+      return Fail(Cat(stop_status_.message(), " (gave up after retrying)"), true);
     case Stopped::kRejected:
     case Stopped::kLocalIo:
       return Fail(std::string(stop_status_.message()), true);

@@ -19,10 +19,14 @@
 //   ABORTED                                 the lease is lost: the job is dropped silently.
 //   UNAVAILABLE, DEADLINE_EXCEEDED,         retried with exponential backoff (initial_backoff
 //   RESOURCE_EXHAUSTED                      doubling to max_backoff, each wait randomised by
-//                                           ±20%, at most max_call_attempts tries, never past
-//                                           the lease); an upload is retried from the start of
-//                                           the part. When the tries run out the job is dropped
-//                                           and its lease left to expire.
+//                                           ±20%, at most max_call_attempts tries, ending a
+//                                           fifth of the lease before its end); an upload is
+//                                           retried from the start of the part. When the tries
+//                                           run out the job is failed (retryable) with the last
+//                                           error, e.g. the server's "No space left on device",
+//                                           so the job records why and is retried at once; if
+//                                           that call fails too (the server unreachable) the
+//                                           job is dropped and its lease left to expire.
 //   anything else from the server           FailExportJob(retryable = true).
 // Per job: a data problem (unknown entity or field, a filter that does not parse, a source that
 // cannot be opened or read) -> FailExportJob(retryable = false) with a message naming it; a
