@@ -7,6 +7,7 @@
 // the failed calls left no trace in the server's state (a failed claim used no attempt).
 #include <chrono>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "exportjobs/v1/worker_service.grpc.pb.h"
@@ -18,6 +19,13 @@
 #include "tests/storage/faulty_fs.h"
 
 namespace exportd::testing {
+
+// Names the fault in test names (found by argument-dependent lookup, so not in the anonymous
+// namespace).
+void PrintTo(FaultyFileSystem::Fault fault, std::ostream* out) {
+  *out << (fault == FaultyFileSystem::Fault::kNoSpace ? "no space" : "I/O error");
+}
+
 namespace {
 
 using exportjobs::v1::ClaimExportJobRequest;
