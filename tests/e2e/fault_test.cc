@@ -16,7 +16,6 @@
 // Waits poll an observable condition (a file, the job's state) with a deadline.
 
 #include <signal.h>
-#include <sys/stat.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -25,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fault_helpers.h"
