@@ -49,6 +49,7 @@ class StoreFaultTest : public ::testing::TestWithParam<Fault> {
     options.http_address = "127.0.0.1:0";
     options.shutdown_grace = absl::Seconds(5);
     options.store_env = env_.get();
+    options.insecure_no_auth = true;
     absl::StatusOr<std::unique_ptr<ExportServer>> server = ExportServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
