@@ -1,7 +1,10 @@
 #include "common/logging.h"
 
 #include <atomic>
+#include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
@@ -47,6 +50,7 @@ struct Loggers {
   std::atomic<const std::string*> process{nullptr};
   absl::Mutex mu;
   std::vector<std::shared_ptr<spdlog::logger>> owned ABSL_GUARDED_BY(mu);
+  std::vector<std::unique_ptr<const std::string>> owned_process ABSL_GUARDED_BY(mu);
   std::shared_ptr<spdlog::details::thread_pool> pool ABSL_GUARDED_BY(mu);
 
   spdlog::logger* Adopt(std::shared_ptr<spdlog::logger> logger) {
@@ -54,6 +58,12 @@ struct Loggers {
     absl::MutexLock lock(&mu);
     owned.push_back(logger);
     return logger.get();
+  }
+
+  const std::string* AdoptProcess(std::string process) {
+    absl::MutexLock lock(&mu);
+    owned_process.push_back(std::make_unique<const std::string>(std::move(process)));
+    return owned_process.back().get();
   }
 };
 
@@ -185,7 +195,7 @@ void InitLogging(const LoggingOptions& options) {
     logger = SyncStderrLogger(options.level);
   }
   logger->set_level(ToSpdlog(options.level));
-  loggers.process.store(new std::string(options.process), std::memory_order_release);
+  loggers.process.store(loggers.AdoptProcess(options.process), std::memory_order_release);
   loggers.current.store(loggers.Adopt(std::move(logger)), std::memory_order_release);
 }
 
