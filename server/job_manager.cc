@@ -164,7 +164,11 @@ void JobManager::CommitLoop() {
       if (options_.discard_parts) {
         for (const auto& [id, epoch] : txn.discards()) options_.discard_parts(id, epoch);
       }
+      if (resync_ && !txn.changes().empty()) Resync();
     } else {
+      // The outcome is unknown: a write that failed only in its sync may be found applied once
+      // the store reopens. After the next successful write, memory is read again from the store.
+      resync_ = true;
       written = absl::UnavailableError(
           absl::StrCat("the change could not be stored; retry: ", written.message()));
     }
@@ -228,6 +232,37 @@ JobManager::Op JobManager::CountOp() {
         counted_ = true;
       },
       nullptr};
+}
+
+void JobManager::Resync() {
+  absl::StatusOr<std::vector<IndexEntry>> queued =
+      store_->ScanQueue(absl::InfiniteFuture(), INT32_MAX);
+  absl::StatusOr<std::string> last_id = store_->LastJobId();
+  if (!queued.ok() || !last_id.ok()) return;  // Tried again after the next write.
+  resync_ = false;
+  for (auto& entries : ready_) entries.clear();
+  for (IndexEntry& entry : *queued) {
+    const size_t type = static_cast<size_t>(entry.entity_type);
+    if (type < ready_.size())
+      ready_[type].emplace(absl::ToUnixMicros(entry.time), std::move(entry.id));
+  }
+  for (size_t type = 0; type < ready_.size(); ++type) {
+    queued_[type].store(static_cast<int64_t>(ready_[type].size()));
+  }
+  // Count every stored job again, from the newest down, as at start.
+  for (auto& n : by_status_) n.store(0);
+  active_by_tenant_.clear();
+  const bool counting = !count_floor_.empty();
+  {
+    absl::MutexLock lock(&counted_mu_);
+    counted_ = last_id->empty();
+  }
+  count_floor_ = last_id->empty() ? std::string() : *last_id + '\x01';
+  count_started_ = absl::Now();
+  // A count already under way (or stalled, resumed by Tick) goes on from the new floor.
+  if (!counting && !count_floor_.empty()) Enqueue(CountOp());
+  LogEvent(LogLevel::kInfo, "server.resynced",
+           {{"queued_jobs", static_cast<int64_t>(queued->size())}});
 }
 
 void JobManager::CountActive(const JobRecord& record, int delta) {

@@ -3,9 +3,11 @@
 // and writes each group of changes with one synced JobStore::Commit (group commit). A caller is
 // answered only after its change is durable. Reads run on the read executor.
 //
-// A group whose write fails (the disk is full or failing) changes nothing, stored or in memory
-// (claim queue, leases, counts), and each of its callers is answered UNAVAILABLE "the change
-// could not be stored; retry: <the store's reason>". The server does not stop: reads go on,
+// A group whose write fails (the disk is full or failing) changes nothing in memory (claim
+// queue, leases, counts), and each of its callers is answered UNAVAILABLE "the change could not
+// be stored; retry: <the store's reason>". Its outcome in the store is unknown (a write that
+// failed only in its sync can be found applied once the store reopens), so after the next
+// successful write the claim queue is read again from the store and the counts start over. The server does not stop: reads go on,
 // and writes work again as soon as the store does (RocksDbJobStore reopens RocksDB after a
 // failed write, at its next Commit).
 //
@@ -298,6 +300,10 @@ class JobManager {
   absl::Duration Backoff(int attempt) const;
   // Committer only: keeps the counts in step with committed changes.
   void CountChanges(const std::vector<JobChange>& changes);
+  // Committer only, after a successful write that follows a failed one: reads the claim queue
+  // again from the store and restarts the count of jobs by status and of active jobs, since the
+  // failed write may have been applied after all.
+  void Resync();
   // Committer only: counts `record` in (+1) or out (-1) of its tenant's active jobs when it is
   // active.
   void CountActive(const JobRecord& record, int delta);
@@ -322,6 +328,8 @@ class JobManager {
   // creates staged by the group being applied.
   absl::flat_hash_map<std::string, int64_t> active_by_tenant_;
   absl::flat_hash_map<std::string, int64_t> group_creates_;
+  // Committer only: a write failed; Resync after the next successful one.
+  bool resync_ = false;
   absl::Time count_started_;
   mutable absl::Mutex counted_mu_;
   bool counted_ ABSL_GUARDED_BY(counted_mu_) = false;

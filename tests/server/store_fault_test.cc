@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <string>
 
 #include "exportjobs/v1/worker_service.grpc.pb.h"
@@ -161,6 +162,42 @@ INSTANTIATE_TEST_SUITE_P(Faults, StoreFaultTest,
                          [](const ::testing::TestParamInfo<Fault>& info) {
                            return info.param == Fault::kNoSpace ? "DiskFull" : "IoError";
                          });
+
+// A log write whose sync failed: the caller was answered UNAVAILABLE, but the bytes reached
+// the log, so the reopened store has the job after all. The server reads its claim queue again
+// from the store after the next successful write: that job is claimable without a restart.
+class SyncFaultTest : public StoreFaultTest {};
+
+TEST_P(SyncFaultTest, AJobWhoseSyncFailedButWasStoredAfterAllIsClaimable) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  fs_->SetFault(GetParam());
+  ExportJob job;
+  ExpectRefused(Create("unsynced", &job), "Create");
+  fs_->ClearFault();
+  ExportJob next;
+  grpc::Status created = Create("next", &next);
+  ASSERT_TRUE(created.ok()) << Describe(created);
+
+  exportjobs::v1::ListExportJobsRequest list;
+  exportjobs::v1::ListExportJobsResponse page;
+  ASSERT_TRUE(exports_->ListExportJobs(Deadlined().get(), list, &page).ok());
+  std::set<std::string> stored;
+  for (const ExportJob& stored_job : page.jobs()) stored.insert(stored_job.id());
+  // The case under test: the refused create is stored after all.
+  ASSERT_EQ(stored.size(), 2u) << "the unsynced create was not replayed";
+
+  std::set<std::string> claimed;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    ClaimExportJobResponse response;
+    grpc::Status status = Claim(&response);
+    ASSERT_TRUE(status.ok()) << Describe(status);
+    if (response.has_job()) claimed.insert(response.job().id());
+  }
+  EXPECT_EQ(claimed, stored);
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, SyncFaultTest, ::testing::Values(Fault::kSyncIoError),
+                         [](const ::testing::TestParamInfo<Fault>&) { return "SyncFailed"; });
 
 }  // namespace
 }  // namespace exportd::testing

@@ -44,16 +44,16 @@ class FaultyWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
     return s.ok() ? target()->Flush(options, dbg) : s;
   }
   IOStatus Sync(const IOOptions& options, IODebugContext* dbg) override {
-    IOStatus s = fs_->Check(fname_);
+    IOStatus s = fs_->Check(fname_, /*sync=*/true);
     return s.ok() ? target()->Sync(options, dbg) : s;
   }
   IOStatus Fsync(const IOOptions& options, IODebugContext* dbg) override {
-    IOStatus s = fs_->Check(fname_);
+    IOStatus s = fs_->Check(fname_, /*sync=*/true);
     return s.ok() ? target()->Fsync(options, dbg) : s;
   }
   IOStatus RangeSync(uint64_t offset, uint64_t nbytes, const IOOptions& options,
                      IODebugContext* dbg) override {
-    IOStatus s = fs_->Check(fname_);
+    IOStatus s = fs_->Check(fname_, /*sync=*/true);
     return s.ok() ? target()->RangeSync(offset, nbytes, options, dbg) : s;
   }
 
@@ -67,10 +67,14 @@ class FaultyWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
 FaultyFileSystem::FaultyFileSystem(const std::shared_ptr<rocksdb::FileSystem>& target)
     : FileSystemWrapper(target) {}
 
-IOStatus FaultyFileSystem::Check(const std::string& fname) {
+IOStatus FaultyFileSystem::Check(const std::string& fname, bool sync) {
   switch (fault_.load()) {
     case Fault::kNone:
       return IOStatus::OK();
+    case Fault::kSyncIoError:
+      if (!sync) return IOStatus::OK();
+      ++refused_;
+      return IOStatus::IOError("injected: Input/output error in fsync", fname);
     case Fault::kNoSpace:
       ++refused_;
       return IOStatus::NoSpace("injected: No space left on device", fname);

@@ -22,7 +22,9 @@ namespace exportd::testing {
 
 class FaultyFileSystem : public rocksdb::FileSystemWrapper {
  public:
-  enum class Fault { kNone, kNoSpace, kIoError };
+  // kSyncIoError fails only the syncs (Sync, Fsync, RangeSync): the bytes reach the log file
+  // but the write is not acknowledged, so it may be found applied when the log is replayed.
+  enum class Fault { kNone, kNoSpace, kIoError, kSyncIoError };
 
   explicit FaultyFileSystem(const std::shared_ptr<rocksdb::FileSystem>& target);
 
@@ -35,8 +37,9 @@ class FaultyFileSystem : public rocksdb::FileSystemWrapper {
   // Log writes refused so far.
   int64_t refused() const { return refused_.load(); }
 
-  // The error for a write of `fname` while a fault is set; OK otherwise (counts a refusal).
-  rocksdb::IOStatus Check(const std::string& fname);
+  // The error for a write (`sync`: a sync) of `fname` while a fault is set; OK otherwise
+  // (counts a refusal).
+  rocksdb::IOStatus Check(const std::string& fname, bool sync = false);
 
   // --- rocksdb::FileSystem ---
   rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
