@@ -94,7 +94,11 @@ class JobManager {
     // Unset when no job came within the wait.
     std::optional<ExportJob> job;
     exportjobs::v1::Lease lease;
+    // With max_jobs > 1: the jobs claimed after `job`, oldest first, each with its lease.
+    std::vector<exportjobs::v1::ClaimedExportJob> more;
   };
+  // Most jobs one claim may take (ClaimExportJobRequest.max_jobs).
+  static constexpr int kMaxClaimJobs = 256;
   using ClaimCallback = absl::AnyInvocable<void(absl::StatusOr<Claimed>) &&>;
   using ProgressCallback =
       absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::ReportProgressResponse>) &&>;
@@ -190,6 +194,12 @@ class JobManager {
   // is answered CANCELLED instead of being given a job, also while it waits.
   void Claim(std::string worker_id, std::vector<EntityType> entity_types, absl::Duration wait,
              ClaimCallback done, std::function<bool()> cancelled = nullptr);
+  // The same, claiming up to `max_jobs` (1 to kMaxClaimJobs) ready jobs at once, oldest first:
+  // a waiting claim is answered as soon as at least one job is ready, with as many of the ready
+  // ones as it may take. Each job gets a lease of its own.
+  void ClaimBatch(std::string worker_id, std::vector<EntityType> entity_types, int max_jobs,
+                  absl::Duration wait, ClaimCallback done,
+                  std::function<bool()> cancelled = nullptr);
 
   // Records progress and extends the lease.
   void ReportProgress(exportjobs::v1::ReportProgressRequest request, ProgressCallback done);
@@ -204,7 +214,9 @@ class JobManager {
 
   // Completes the job when the manifest matches the uploaded parts exactly:
   // FAILED_PRECONDITION naming the first missing, extra or different part; INVALID_ARGUMENT when
-  // the manifest itself is malformed or record_count is not the parts' sum.
+  // the manifest itself is malformed or record_count is not the parts' sum. A manifest without
+  // parts is accepted only with record_count 0 and no part uploaded (an export of no records,
+  // whose download is empty).
   void Complete(exportjobs::v1::CompleteExportJobRequest request, JobCallback done);
 
   // A retryable failure with attempts left: PENDING after the backoff. Otherwise FAILED with the
@@ -270,6 +282,7 @@ class JobManager {
   struct ClaimState {
     std::string worker_id;
     std::vector<EntityType> entity_types;
+    int max_jobs = 1;
     absl::Time deadline;  // Real time.
     ClaimCallback done;
     std::function<bool()> cancelled;
@@ -288,6 +301,9 @@ class JobManager {
   // The op of a claim: claims in the group's state, or parks the claim in waiters_.
   Op ClaimOp(std::shared_ptr<ClaimState> claim);
   absl::StatusOr<Claimed> TryClaim(Txn& txn, const ClaimState& claim);
+  // Claims the oldest ready job of `types` in the group's state; nullopt when there is none.
+  absl::StatusOr<std::optional<exportjobs::v1::ClaimedExportJob>> ClaimOne(
+      Txn& txn, const ClaimState& claim, const std::vector<EntityType>& types);
   // The job's record when `token` is its current, unexpired lease; ABORTED otherwise.
   static absl::StatusOr<JobRecord> LeasedJob(Txn& txn, const std::string& id,
                                              const std::string& token);

@@ -82,9 +82,17 @@ int JobManager::waiting_claims() { return waiting_.load(); }
 
 void JobManager::Claim(std::string worker_id, std::vector<EntityType> entity_types,
                        absl::Duration wait, ClaimCallback done, std::function<bool()> cancelled) {
+  ClaimBatch(std::move(worker_id), std::move(entity_types), 1, wait, std::move(done),
+             std::move(cancelled));
+}
+
+void JobManager::ClaimBatch(std::string worker_id, std::vector<EntityType> entity_types,
+                            int max_jobs, absl::Duration wait, ClaimCallback done,
+                            std::function<bool()> cancelled) {
   auto claim = std::make_shared<ClaimState>();
   claim->worker_id = std::move(worker_id);
   claim->entity_types = std::move(entity_types);
+  claim->max_jobs = std::clamp(max_jobs, 1, kMaxClaimJobs);
   claim->deadline = absl::Now() + wait;
   claim->done = std::move(done);
   claim->cancelled = std::move(cancelled);
@@ -112,29 +120,49 @@ JobManager::Op JobManager::ClaimOp(std::shared_ptr<ClaimState> claim) {
 }
 
 absl::StatusOr<JobManager::Claimed> JobManager::TryClaim(Txn& txn, const ClaimState& claim) {
-  const int64_t now = absl::ToUnixMicros(txn.now());
   std::vector<EntityType> types = claim.entity_types;
   if (types.empty()) {
     for (int t = 1; t < static_cast<int>(ready_.size()); ++t) {
       types.push_back(static_cast<EntityType>(t));
     }
   }
+  Claimed claimed;
+  for (int i = 0; i < claim.max_jobs; ++i) {
+    EXPORTD_ASSIGN_OR_RETURN(std::optional<exportjobs::v1::ClaimedExportJob> one,
+                             ClaimOne(txn, claim, types));
+    if (!one) break;
+    if (!claimed.job) {
+      claimed.job = std::move(*one->mutable_job());
+      claimed.lease = std::move(*one->mutable_lease());
+    } else {
+      claimed.more.push_back(*std::move(one));
+    }
+  }
+  return claimed;
+}
+
+absl::StatusOr<std::optional<exportjobs::v1::ClaimedExportJob>> JobManager::ClaimOne(
+    Txn& txn, const ClaimState& claim, const std::vector<EntityType>& types) {
+  const int64_t now = absl::ToUnixMicros(txn.now());
   std::optional<std::pair<int64_t, std::string>> best;
+  std::optional<JobRecord> before;
   for (EntityType type : types) {
     const auto& ready = ready_[static_cast<size_t>(type)];
     for (auto it = ready.begin(); it != ready.end() && it->first <= now; ++it) {
       if (best && *it >= *best) break;
+      // Claimed or cancelled earlier in this group (the index changes only at commit): skipped
+      // without reading it. A job changed otherwise and still ready is claimed by a later group.
+      if (txn.Staged(it->second)) continue;
       EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> record, txn.Read(it->second));
-      // Claimed or cancelled earlier in this group: the index changes only at commit.
       if (record && record->job().status() == kPending && ReadyMicros(*record) <= now) {
         best = *it;
+        before = std::move(record);
         break;
       }
     }
   }
-  if (!best) return Claimed{};
+  if (!best) return std::nullopt;
 
-  EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> before, txn.Read(best->second));
   JobRecord after = NextRevision(*before, txn.now());
   ExportJob& job = *after.mutable_job();
   job.set_status(kProcessing);
@@ -148,11 +176,11 @@ absl::StatusOr<JobManager::Claimed> JobManager::TryClaim(Txn& txn, const ClaimSt
   lease.set_worker_id(claim.worker_id);
   after.clear_uploaded_parts();
 
-  Claimed claimed;
-  claimed.job = job;
-  claimed.lease.set_token(lease.token());
-  claimed.lease.set_epoch(lease.epoch());
-  *claimed.lease.mutable_expires_at() = lease.expires_at();
+  exportjobs::v1::ClaimedExportJob claimed;
+  *claimed.mutable_job() = job;
+  claimed.mutable_lease()->set_token(lease.token());
+  claimed.mutable_lease()->set_epoch(lease.epoch());
+  *claimed.mutable_lease()->mutable_expires_at() = lease.expires_at();
   txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kClaim);
   return claimed;
 }
@@ -328,7 +356,14 @@ static absl::Status CheckManifest(const exportjobs::v1::CompleteExportJobRequest
                                   const JobRecord& record) {
   const auto& manifest = request.parts();
   const auto& uploaded = record.uploaded_parts();
-  if (manifest.empty()) return absl::InvalidArgumentError("parts: must list at least part 1");
+  // An export of no records may have no file at all: it completes without parts (and its
+  // download is empty). Any other export lists part 1 onwards.
+  if (manifest.empty() && request.record_count() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parts: must list at least part 1 (only an export of 0 records may complete "
+                     "without parts; record_count is ",
+                     request.record_count(), ")"));
+  }
   int64_t records = 0;
   for (int i = 0; i < manifest.size(); ++i) {
     if (manifest[i].part_number() != i + 1) {

@@ -53,6 +53,9 @@ class JobManager::Txn {
     return std::optional<JobRecord>(*std::move(record));
   }
 
+  // True when a change to the job was staged earlier in the group.
+  bool Staged(const std::string& id) const { return overlay_.contains(id); }
+
   absl::StatusOr<std::optional<std::string>> FindByRequestId(const std::string& tenant,
                                                              const std::string& request_id) {
     if (auto it = request_ids_.find(RequestKey(tenant, request_id)); it != request_ids_.end()) {

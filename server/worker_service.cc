@@ -1,5 +1,6 @@
 #include "server/worker_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -52,6 +53,10 @@ absl::Status ValidateClaim(const exportjobs::v1::ClaimExportJobRequest& request)
   if (request.wait().seconds() < 0 || request.wait().nanos() < 0 ||
       request.wait().nanos() >= 1'000'000'000) {
     return Invalid("wait", "must be a non-negative duration");
+  }
+  if (request.max_jobs() < 0 || request.max_jobs() > JobManager::kMaxClaimJobs) {
+    return Invalid("max_jobs", absl::StrCat("must be 0 to ", JobManager::kMaxClaimJobs,
+                                            " (0 claims one job), got ", request.max_jobs()));
   }
   return absl::OkStatus();
 }
@@ -398,12 +403,15 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ClaimExportJob(
         wait = std::max(absl::ZeroDuration(), std::min(wait, until_deadline));
         std::vector<EntityType> types;
         for (int type : request->entity_types()) types.push_back(static_cast<EntityType>(type));
-        jobs_->Claim(
-            request->worker_id(), std::move(types), wait,
+        jobs_->ClaimBatch(
+            request->worker_id(), std::move(types), std::max(1, request->max_jobs()), wait,
             [this, reactor, response](absl::StatusOr<JobManager::Claimed> claimed) {
               if (claimed.ok() && claimed->job) {
                 *response->mutable_job() = *std::move(claimed->job);
                 *response->mutable_lease() = std::move(claimed->lease);
+                for (exportjobs::v1::ClaimedExportJob& more : claimed->more) {
+                  *response->add_more_jobs() = std::move(more);
+                }
               }
               Finish(reactor, claimed.status());
             },

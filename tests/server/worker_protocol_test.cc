@@ -383,6 +383,93 @@ TEST_F(WorkerProtocolTest, CompleteNeedsTheManifestToMatchTheUploadedParts) {
   EXPECT_THAT(Progress(job.id(), token), StatusIs(absl::StatusCode::kAborted));
 }
 
+TEST_F(WorkerProtocolTest, OnlyAnExportOfNoRecordsCompletesWithoutParts) {
+  ExportJob with_records = Create();
+  ExportJob with_upload = Create();
+  ExportJob empty = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed first, Claim());
+  ASSERT_OK_AND_ASSIGN(Claimed second, Claim());
+  ASSERT_OK_AND_ASSIGN(Claimed third, Claim());
+  ASSERT_OK(Record(with_upload.id(), second.lease.token(), Part(1, 0, 0, "aa")));
+
+  EXPECT_THAT(
+      Complete(with_records.id(), first.lease.token(), 5, {}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("parts: must list at least part 1")));
+  EXPECT_THAT(Complete(with_upload.id(), second.lease.token(), 0, {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("part 1 was uploaded but is not in the manifest")));
+  ASSERT_OK_AND_ASSIGN(ExportJob done, Complete(empty.id(), third.lease.token(), 0, {}));
+
+  EXPECT_EQ(Stored(with_records.id()).job().status(), kProcessing);
+  EXPECT_EQ(Stored(with_upload.id()).job().status(), kProcessing);
+  EXPECT_EQ(done.status(), kCompleted);
+  EXPECT_EQ(done.record_count(), 0);
+  EXPECT_EQ(done.file_parts(), 0);
+  EXPECT_EQ(done.file_size_bytes(), 0);
+  EXPECT_EQ(done.parts_size(), 0);
+  EXPECT_FALSE(done.download_url().empty());
+  EXPECT_EQ(Stored(empty.id()).job().DebugString(), done.DebugString());
+  // Completed once: the lease is gone.
+  EXPECT_THAT(Complete(empty.id(), third.lease.token(), 0, {}),
+              StatusIs(absl::StatusCode::kAborted));
+}
+
+TEST_F(WorkerProtocolTest, ABatchClaimTakesTheOldestReadyJobsEachUnderItsOwnLease) {
+  ExportJob a = Create();
+  ExportJob b = Create();
+  ExportJob c = Create();
+  auto claim = [&](int max_jobs) {
+    return Wait<Claimed>([&](auto done) {
+      jobs_->ClaimBatch("worker-1", {}, max_jobs, absl::ZeroDuration(), std::move(done));
+    });
+  };
+
+  ASSERT_OK_AND_ASSIGN(Claimed two, claim(2));
+  ASSERT_OK_AND_ASSIGN(Claimed rest, claim(10));
+  ASSERT_OK_AND_ASSIGN(Claimed none, claim(10));
+
+  ASSERT_TRUE(two.job.has_value());
+  EXPECT_EQ(two.job->id(), a.id());
+  ASSERT_EQ(two.more.size(), 1u);
+  EXPECT_EQ(two.more[0].job().id(), b.id());
+  EXPECT_EQ(two.more[0].job().status(), kProcessing);
+  EXPECT_EQ(two.more[0].job().attempt(), 1);
+  EXPECT_EQ(two.more[0].lease().epoch(), 1);
+  EXPECT_NE(two.more[0].lease().token(), two.lease.token());
+  EXPECT_EQ(Stored(b.id()).lease().token(), two.more[0].lease().token());
+  ASSERT_TRUE(rest.job.has_value());
+  EXPECT_EQ(rest.job->id(), c.id());
+  EXPECT_TRUE(rest.more.empty());
+  EXPECT_FALSE(none.job.has_value());
+  EXPECT_TRUE(none.more.empty());
+  // Fencing is per job: a's token is not b's lease.
+  EXPECT_THAT(Progress(b.id(), two.lease.token()), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_OK(Progress(b.id(), two.more[0].lease().token()));
+}
+
+TEST_F(WorkerProtocolTest, ConcurrentBatchClaimsNeverShareAJob) {
+  constexpr int kJobs = 40;
+  for (int i = 0; i < kJobs; ++i) Create();
+  absl::Mutex mu;
+  std::vector<std::string> ids;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      auto claimed = Wait<Claimed>([&](auto done) {
+        jobs_->ClaimBatch("worker-1", {}, 7, absl::ZeroDuration(), std::move(done));
+      });
+      ASSERT_OK(claimed);
+      absl::MutexLock lock(&mu);
+      if (claimed->job) ids.push_back(claimed->job->id());
+      for (const auto& more : claimed->more) ids.push_back(more.job().id());
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
+}
+
 TEST_F(WorkerProtocolTest, RetryableFailureRequeuesAndFinalFailureFails) {
   ExportJob job = Create();
   ASSERT_OK_AND_ASSIGN(Claimed first, Claim());

@@ -520,5 +520,86 @@ TEST_F(WorkerServiceTest, BadRequestsAreInvalidArgumentNamingTheField) {
   }
 }
 
+TEST_F(WorkerServiceTest, MaxJobsOutOfRangeIsInvalidArgumentNamingTheField) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  ClaimExportJobRequest negative;
+  negative.set_worker_id("w");
+  negative.set_max_jobs(-1);
+  ClaimExportJobRequest too_many;
+  too_many.set_worker_id("w");
+  too_many.set_max_jobs(257);
+  ClaimExportJobResponse response;
+
+  grpc::Status s1 = workers_->ClaimExportJob(Deadlined().get(), negative, &response);
+  grpc::Status s2 = workers_->ClaimExportJob(Deadlined().get(), too_many, &response);
+
+  EXPECT_EQ(s1.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s1.error_message(), StartsWith("max_jobs: must be 0 to 256"));
+  EXPECT_THAT(s1.error_message(), HasSubstr("got -1"));
+  EXPECT_EQ(s2.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s2.error_message(), HasSubstr("got 257"));
+  // Neither claimed the job.
+  EXPECT_EQ(Claim().job().id(), job.id());
+}
+
+TEST_F(WorkerServiceTest, OneClaimTakesSeveralJobsEachUnderItsOwnLease) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ExportJob job;
+    ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+    ids.push_back(job.id());
+  }
+  ClaimExportJobRequest request;
+  request.set_worker_id("worker-1");
+  request.set_max_jobs(2);
+  ClaimExportJobResponse two;
+  ClaimExportJobResponse rest;
+
+  ASSERT_TRUE(workers_->ClaimExportJob(Deadlined().get(), request, &two).ok());
+  ASSERT_TRUE(workers_->ClaimExportJob(Deadlined().get(), request, &rest).ok());
+
+  EXPECT_EQ(two.job().id(), ids[0]);
+  ASSERT_EQ(two.more_jobs_size(), 1);
+  EXPECT_EQ(two.more_jobs(0).job().id(), ids[1]);
+  EXPECT_EQ(two.more_jobs(0).job().status(), exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING);
+  EXPECT_NE(two.more_jobs(0).lease().token(), two.lease().token());
+  EXPECT_EQ(rest.job().id(), ids[2]);
+  EXPECT_EQ(rest.more_jobs_size(), 0);
+  // Each lease is its own job's: the second job's token completes it, the first's does not.
+  ExportJob completed;
+  grpc::Status wrong = Complete(ids[1], two.lease().token(), {}, &completed);
+  grpc::Status right = Complete(ids[1], two.more_jobs(0).lease().token(), {}, &completed);
+  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::ABORTED) << wrong.error_message();
+  ASSERT_TRUE(right.ok()) << right.error_message();
+  EXPECT_EQ(completed.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
+}
+
+TEST_F(WorkerServiceTest, AnExportOfNoRecordsCompletesWithoutPartsAndDownloadsEmpty) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  ExportJob completed;
+  ASSERT_TRUE(Complete(job.id(), token, {}, &completed).ok());
+
+  EXPECT_EQ(completed.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
+  EXPECT_EQ(completed.record_count(), 0);
+  EXPECT_EQ(completed.file_parts(), 0);
+  EXPECT_EQ(completed.file_size_bytes(), 0);
+  const std::string base = "http://" + server_.server().http_address();
+  ASSERT_THAT(completed.download_url(), StartsWith(base + "/v1/export-jobs/" + job.id()));
+  httplib::Client client(base);
+  client.set_connection_timeout(10);
+  client.set_read_timeout(10);
+  auto file = client.Get(completed.download_url().substr(base.size()));
+  ASSERT_TRUE(file);
+  EXPECT_EQ(file->status, 200);
+  EXPECT_EQ(file->body, "");
+  std::string bytes;
+  grpc::Status streamed = Download(server_.stub(), job.id(), 0, &bytes);
+  EXPECT_TRUE(streamed.ok()) << streamed.error_message();
+  EXPECT_EQ(bytes, "");
+}
+
 }  // namespace
 }  // namespace exportd::testing
