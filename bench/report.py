@@ -148,7 +148,8 @@ def build_rows(ours, bullmq):
     row = Row("cycle_jobs", f"job cycle, {slots} slots over 4 connections/processes, empty jobs",
               "jobs/s", ja, "BullMQ Worker", jb, ratios(ja or [], jb or []) if a and b else None,
               target=">= 2x BullMQ", digits=0,
-              note="exportd: claim, 1 progress report, 1 empty part upload, complete; "
+              note="exportd: claim (one ClaimExportJob with max_jobs for a connection's "
+                   "waiting slots), 1 progress report, complete (0 records, no parts); "
                    "BullMQ: 4 processes x Worker concurrency 16, processor calls "
                    "job.updateProgress once")
     row.judge(lambda _, r: r >= 2.0, sized=slots == 64)
@@ -228,8 +229,10 @@ PEER_MAPPING = {
     "create": "CreateExportJob with C calls in flight <-> Queue.add with C calls in flight (one "
               "process); job data of the create request's shape; Redis appendfsync always, so "
               "both answer only after an fsync",
-    "cycle": "64 worker loops over 4 connections: claim, 1 ReportProgress, 1 empty part upload, "
-             "CompleteExportJob <-> 4 worker processes x Worker concurrency 16, processor calls "
+    "cycle": "64 worker loops over 4 connections: claim (a connection's waiting loops share "
+             "one ClaimExportJob with max_jobs, as export-worker's slots do), 1 ReportProgress, "
+             "CompleteExportJob with no parts (0 records) <-> 4 worker processes x Worker "
+             "concurrency 16 (completion fetches the next job in the same call), processor calls "
              "job.updateProgress once; jobs added beforehand, untimed, on both sides",
     "watch": "1,000 WatchExportJobs streams, each receiving every one of 10 creates/s <-> 1,000 "
              "QueueEvents (each its own Redis connection, XREAD BLOCK on the event stream) in 4 "

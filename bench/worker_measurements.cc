@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -46,6 +47,9 @@ ABSL_FLAG(int, cycle_channels, 4,
 ABSL_FLAG(int64_t, cycle_jobs, 5000, "cycle: empty jobs created and then cycled in each run");
 ABSL_FLAG(absl::Duration, cycle_claim_wait, absl::Seconds(1),
           "cycle: the wait of each claim (jobs are ready, so claims answer at once)");
+ABSL_FLAG(bool, cycle_batch_claims, true,
+          "cycle: one ClaimExportJob (max_jobs) for every loop of a connection waiting for a job, "
+          "as export-worker claims for its idle slots; false: one claim per job");
 ABSL_FLAG(int64_t, upload_bytes, int64_t{1} << 30, "upload: bytes of the uploaded part");
 ABSL_FLAG(int64_t, upload_chunk_bytes, int64_t{1} << 20, "upload: bytes per chunk message");
 ABSL_FLAG(absl::Duration, upload_timeout, absl::Minutes(5),
@@ -79,9 +83,6 @@ using exportjobs::v1::ReportProgressResponse;
 using exportjobs::v1::UploadExportPartRequest;
 using exportjobs::v1::UploadExportPartResponse;
 using exportjobs::v1::WorkerService;
-
-// SHA-256 of no bytes: the checksum of an empty part.
-constexpr char kEmptySha256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 double MegabytesPerSec(int64_t bytes, double seconds) {
   return seconds > 0 ? static_cast<double>(bytes) / 1e6 / seconds : 0;
@@ -162,35 +163,36 @@ grpc::Status ClaimOne(WorkerService::Stub* stub, const std::string& worker_id, a
 struct CycleResult {
   int loops = 0;
   int channels = 0;
+  bool batch_claims = false;
   int64_t jobs = 0;
   int64_t completed = 0;
   int64_t errors = 0;
+  int64_t claims = 0;
   int64_t empty_claims = 0;
   double create_seconds = 0;
   double seconds = 0;
-  Latency cycle, claim, progress, upload, complete;
+  Latency cycle, claim, progress, complete;
   std::string first_error;
 
   double jobs_per_sec() const { return PerSec(completed, seconds); }
 
   std::string Json() const {
     return absl::StrFormat(
-        R"({"bench":"cycle","loops":%d,"channels":%d,"jobs":%d,"completed":%d,"seconds":%.3f,)"
-        R"("jobs_per_sec":%.1f,"p50_us":%.1f,"p99_us":%.1f,"max_us":%.1f,)"
-        R"("claim_p50_us":%.1f,"progress_p50_us":%.1f,"upload_p50_us":%.1f,)"
-        R"("complete_p50_us":%.1f,"create_seconds":%.3f,"empty_claims":%d,"errors":%d})",
-        loops, channels, jobs, completed, seconds, jobs_per_sec(), cycle.p50_us, cycle.p99_us,
-        cycle.max_us, claim.p50_us, progress.p50_us, upload.p50_us, complete.p50_us, create_seconds,
-        empty_claims, errors);
+        R"({"bench":"cycle","loops":%d,"channels":%d,"batch_claims":%s,"jobs":%d,"completed":%d,)"
+        R"("seconds":%.3f,"jobs_per_sec":%.1f,"p50_us":%.1f,"p99_us":%.1f,"max_us":%.1f,)"
+        R"("claim_p50_us":%.1f,"progress_p50_us":%.1f,"complete_p50_us":%.1f,"claims":%d,)"
+        R"("create_seconds":%.3f,"empty_claims":%d,"errors":%d})",
+        loops, channels, batch_claims ? "true" : "false", jobs, completed, seconds, jobs_per_sec(),
+        cycle.p50_us, cycle.p99_us, cycle.max_us, claim.p50_us, progress.p50_us, complete.p50_us,
+        claims, create_seconds, empty_claims, errors);
   }
 };
 
 // What one loop measured.
 struct LoopStats {
-  std::vector<int64_t> cycle, claim, progress, upload, complete;
+  std::vector<int64_t> cycle, claim, progress, complete;
   int64_t completed = 0;
   int64_t errors = 0;
-  int64_t empty_claims = 0;
   std::string first_error;
 
   void Error(std::string message) {
@@ -204,73 +206,98 @@ struct CycleShared {
   int64_t jobs = 0;
   absl::Duration claim_wait;
   absl::Duration deadline;
+  // One claim per job (max_jobs unset), or one claim for every loop of a connection waiting.
+  bool batch_claims = true;
   std::atomic<int64_t> next_ticket{0};
   std::mutex mu;
   std::condition_variable changed;
   int finished_loops = 0;  // Guarded by mu.
 };
 
-// One worker loop on the callback API: claim -> progress -> upload (an empty part) -> complete,
-// then the next job, until the shared tickets run out. One call at a time, so each step's
-// callback is the only code touching the loop; Run reads the stats after the loop finished.
-class CycleLoop {
+class CycleLoop;
+
+// The claims of one connection (one worker process): loops that need a job wait here, and one
+// ClaimExportJob at a time claims for all of them (max_jobs = the loops waiting), as
+// export-worker does for its idle job slots. Without batch_claims every loop claims for itself.
+class CycleClaimer {
  public:
-  CycleLoop(WorkerService::Stub* stub, int index, CycleShared* shared)
-      : stub_(stub), worker_id_(absl::StrCat("exportd-bench-cycle-", index)), shared_(shared) {
-    claim_request_.set_worker_id(worker_id_);
+  CycleClaimer(WorkerService::Stub* stub, int index, CycleShared* shared)
+      : stub_(stub), shared_(shared) {
+    request_.set_worker_id(absl::StrCat("exportd-bench-cycle-", index));
     const absl::Duration wait = shared->claim_wait;
     const int64_t seconds = absl::ToInt64Seconds(wait);
-    claim_request_.mutable_wait()->set_seconds(seconds);
-    claim_request_.mutable_wait()->set_nanos(
+    request_.mutable_wait()->set_seconds(seconds);
+    request_.mutable_wait()->set_nanos(
         static_cast<int32_t>(absl::ToInt64Nanoseconds(wait - absl::Seconds(seconds))));
   }
+
+  // Hands `loop` a job (CycleLoop::OnJob) or the claim's error (CycleLoop::OnClaimFailed) once
+  // a claim answers; starts a claim when none is in flight.
+  void Want(CycleLoop* loop) {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_.push_back(loop);
+    if (!claiming_) StartClaim();
+  }
+
+  int64_t claims() const { return claims_; }
+  int64_t empty_claims() const { return empty_claims_; }
+
+ private:
+  // REQUIRES: mu_ held, waiting_ not empty.
+  void StartClaim() {
+    claiming_ = true;
+    ++claims_;
+    request_.set_max_jobs(shared_->batch_claims ? static_cast<int32_t>(waiting_.size()) : 0);
+    response_.Clear();
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(DeadlineAfter(shared_->deadline + shared_->claim_wait));
+    stub_->async()->ClaimExportJob(context_.get(), &request_, &response_,
+                                   [this](grpc::Status status) { OnClaimed(status); });
+  }
+
+  void OnClaimed(const grpc::Status& status);
+
+  WorkerService::Stub* const stub_;
+  CycleShared* const shared_;
+  std::mutex mu_;
+  std::deque<CycleLoop*> waiting_;  // Guarded by mu_.
+  bool claiming_ = false;           // Guarded by mu_.
+  int64_t claims_ = 0;              // Guarded by mu_.
+  int64_t empty_claims_ = 0;        // Guarded by mu_.
+  int empty_claims_in_a_row_ = 0;   // Guarded by mu_.
+  std::unique_ptr<grpc::ClientContext> context_;
+  ClaimExportJobRequest request_;
+  ClaimExportJobResponse response_;
+};
+
+// One worker loop (job slot) on the callback API: a job from its connection's claimer ->
+// progress -> complete (an export of no records: no parts), then the next job, until the shared
+// tickets run out. One call at a time, so each step's callback is the only code touching the
+// loop; Run reads the stats after the loop finished.
+class CycleLoop {
+ public:
+  CycleLoop(WorkerService::Stub* stub, CycleClaimer* claimer, CycleShared* shared)
+      : stub_(stub), claimer_(claimer), shared_(shared) {}
 
   void Start() { NextJob(); }
   LoopStats& stats() { return stats_; }
 
+  void OnJob(exportjobs::v1::ClaimedExportJob job) {
+    job_ = std::move(job);
+    t1_ = NowNanos();
+    progress_request_.set_job_id(job_.job().id());
+    progress_request_.set_lease_token(job_.lease().token());
+    progress_request_.set_records_processed(0);
+    stub_->async()->ReportProgress(NewContext(), &progress_request_, &progress_response_,
+                                   [this](grpc::Status status) { OnProgress(status); });
+  }
+
+  void OnClaimFailed(std::string message) { Failed(std::move(message)); }
+
  private:
-  // The upload of one empty part: header, then the trailer as the last message.
-  class Upload : public grpc::ClientWriteReactor<UploadExportPartRequest> {
-   public:
-    Upload(CycleLoop* loop, const std::string& job_id, const std::string& token) : loop_(loop) {
-      header_.mutable_header()->set_job_id(job_id);
-      header_.mutable_header()->set_lease_token(token);
-      header_.mutable_header()->set_part_number(1);
-      header_.mutable_header()->set_record_count(0);
-      trailer_.mutable_trailer()->set_size_bytes(0);
-      trailer_.mutable_trailer()->set_sha256(kEmptySha256);
-      context_.set_deadline(DeadlineAfter(loop->shared_->deadline));
-      loop->stub_->async()->UploadExportPart(&context_, &response_, this);
-      StartWrite(&header_);
-      StartCall();
-    }
-
-    void OnWriteDone(bool ok) override {
-      if (ok && !trailer_sent_) {
-        trailer_sent_ = true;
-        StartWriteLast(&trailer_, grpc::WriteOptions());
-      }
-      // Not ok: the call failed; OnDone has its status.
-    }
-
-    void OnDone(const grpc::Status& status) override {
-      CycleLoop* loop = loop_;
-      delete this;
-      loop->OnUploaded(status);
-    }
-
-   private:
-    CycleLoop* const loop_;
-    grpc::ClientContext context_;
-    UploadExportPartRequest header_;
-    UploadExportPartRequest trailer_;
-    UploadExportPartResponse response_;
-    bool trailer_sent_ = false;
-  };
-
   grpc::ClientContext* NewContext() {
     context_ = std::make_unique<grpc::ClientContext>();
-    context_->set_deadline(DeadlineAfter(shared_->deadline + shared_->claim_wait));
+    context_->set_deadline(DeadlineAfter(shared_->deadline));
     return context_.get();
   }
 
@@ -281,52 +308,42 @@ class CycleLoop {
       shared_->changed.notify_all();
       return;
     }
-    empty_claims_in_a_row_ = 0;
     t0_ = NowNanos();
-    Claim();
+    if (shared_->batch_claims) return claimer_->Want(this);
+    ClaimAlone();
   }
 
-  void Claim() {
+  // Without batch_claims: a claim of this loop's own, for one job.
+  void ClaimAlone() {
+    claim_request_.set_worker_id("exportd-bench-cycle");
+    const int64_t seconds = absl::ToInt64Seconds(shared_->claim_wait);
+    claim_request_.mutable_wait()->set_seconds(seconds);
+    claim_request_.mutable_wait()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(shared_->claim_wait - absl::Seconds(seconds))));
     claim_response_.Clear();
-    stub_->async()->ClaimExportJob(NewContext(), &claim_request_, &claim_response_,
-                                   [this](grpc::Status status) { OnClaimed(status); });
-  }
-
-  void OnClaimed(const grpc::Status& status) {
-    if (!status.ok()) return Failed(Failure("ClaimExportJob", status));
-    if (!claim_response_.has_job()) {
-      ++stats_.empty_claims;
-      if (++empty_claims_in_a_row_ >= 10) {
-        return Failed("ClaimExportJob: no job after 10 claims");
-      }
-      return Claim();
-    }
-    t1_ = NowNanos();
-    progress_request_.set_job_id(claim_response_.job().id());
-    progress_request_.set_lease_token(claim_response_.lease().token());
-    progress_request_.set_records_processed(0);
-    stub_->async()->ReportProgress(NewContext(), &progress_request_, &progress_response_,
-                                   [this](grpc::Status status) { OnProgress(status); });
+    grpc::ClientContext* context = NewContext();
+    context->set_deadline(DeadlineAfter(shared_->deadline + shared_->claim_wait));
+    stub_->async()->ClaimExportJob(
+        context, &claim_request_, &claim_response_, [this](grpc::Status status) {
+          if (!status.ok()) {
+            return Failed(Failure("ClaimExportJob", status));
+          }
+          if (!claim_response_.has_job()) {
+            return Failed("ClaimExportJob: no job");
+          }
+          exportjobs::v1::ClaimedExportJob job;
+          *job.mutable_job() = std::move(*claim_response_.mutable_job());
+          *job.mutable_lease() = std::move(*claim_response_.mutable_lease());
+          OnJob(std::move(job));
+        });
   }
 
   void OnProgress(const grpc::Status& status) {
     if (!status.ok()) return Failed(Failure("ReportProgress", status));
     t2_ = NowNanos();
-    new Upload(this, claim_response_.job().id(), claim_response_.lease().token());
-  }
-
-  void OnUploaded(const grpc::Status& status) {
-    if (!status.ok()) return Failed(Failure("UploadExportPart", status));
-    t3_ = NowNanos();
-    complete_request_.Clear();
-    complete_request_.set_job_id(claim_response_.job().id());
-    complete_request_.set_lease_token(claim_response_.lease().token());
+    complete_request_.set_job_id(job_.job().id());
+    complete_request_.set_lease_token(job_.lease().token());
     complete_request_.set_record_count(0);
-    exportjobs::v1::ExportPart* part = complete_request_.add_parts();
-    part->set_part_number(1);
-    part->set_size_bytes(0);
-    part->set_record_count(0);
-    part->set_sha256(kEmptySha256);
     stub_->async()->CompleteExportJob(NewContext(), &complete_request_, &complete_response_,
                                       [this](grpc::Status status) { OnCompleted(status); });
   }
@@ -336,12 +353,11 @@ class CycleLoop {
     if (complete_response_.status() != exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) {
       return Failed("CompleteExportJob: the job is not completed");
     }
-    const int64_t t4 = NowNanos();
-    stats_.cycle.push_back(t4 - t0_);
+    const int64_t t3 = NowNanos();
+    stats_.cycle.push_back(t3 - t0_);
     stats_.claim.push_back(t1_ - t0_);
     stats_.progress.push_back(t2_ - t1_);
-    stats_.upload.push_back(t3_ - t2_);
-    stats_.complete.push_back(t4 - t3_);
+    stats_.complete.push_back(t3 - t2_);
     ++stats_.completed;
     NextJob();
   }
@@ -353,25 +369,65 @@ class CycleLoop {
   }
 
   WorkerService::Stub* const stub_;
-  const std::string worker_id_;
+  CycleClaimer* const claimer_;
   CycleShared* const shared_;
   LoopStats stats_;
   std::unique_ptr<grpc::ClientContext> context_;  // Of the unary call in flight.
-  ClaimExportJobRequest claim_request_;
-  ClaimExportJobResponse claim_response_;
+  exportjobs::v1::ClaimedExportJob job_;
+  ClaimExportJobRequest claim_request_;    // Without batch_claims.
+  ClaimExportJobResponse claim_response_;  // Without batch_claims.
   ReportProgressRequest progress_request_;
   ReportProgressResponse progress_response_;
   CompleteExportJobRequest complete_request_;
   ExportJob complete_response_;
-  int empty_claims_in_a_row_ = 0;
-  int64_t t0_ = 0, t1_ = 0, t2_ = 0, t3_ = 0;
+  int64_t t0_ = 0, t1_ = 0, t2_ = 0;
 };
 
+void CycleClaimer::OnClaimed(const grpc::Status& status) {
+  std::vector<std::pair<CycleLoop*, exportjobs::v1::ClaimedExportJob>> assigned;
+  std::vector<CycleLoop*> failed;
+  std::string error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    claiming_ = false;
+    if (!status.ok()) {
+      error = Failure("ClaimExportJob", status);
+      failed.assign(waiting_.begin(), waiting_.end());
+      waiting_.clear();
+    } else if (!response_.has_job()) {
+      ++empty_claims_;
+      if (++empty_claims_in_a_row_ >= 10) {
+        error = "ClaimExportJob: no job after 10 claims";
+        failed.assign(waiting_.begin(), waiting_.end());
+        waiting_.clear();
+      } else {
+        StartClaim();
+      }
+    } else {
+      empty_claims_in_a_row_ = 0;
+      exportjobs::v1::ClaimedExportJob first;
+      *first.mutable_job() = std::move(*response_.mutable_job());
+      *first.mutable_lease() = std::move(*response_.mutable_lease());
+      // Never more jobs than loops waiting: max_jobs was their number, and they only wait.
+      assigned.emplace_back(waiting_.front(), std::move(first));
+      waiting_.pop_front();
+      for (auto& more : *response_.mutable_more_jobs()) {
+        assigned.emplace_back(waiting_.front(), std::move(more));
+        waiting_.pop_front();
+      }
+      if (!waiting_.empty()) StartClaim();
+    }
+  }
+  for (auto& [loop, job] : assigned) loop->OnJob(std::move(job));
+  for (CycleLoop* loop : failed) loop->OnClaimFailed(error);
+}
+
 CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, int channel_count,
-                         int64_t jobs, absl::Duration claim_wait) {
+                         int64_t jobs, absl::Duration claim_wait, bool batch_claims) {
   CycleResult result;
   result.loops = loops;
   result.channels = channel_count;
+  result.batch_claims = batch_claims;
   result.jobs = jobs;
 
   std::vector<std::shared_ptr<grpc::Channel>> channels;
@@ -414,10 +470,17 @@ CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, 
   shared.jobs = jobs;
   shared.claim_wait = claim_wait;
   shared.deadline = context.deadline;
+  shared.batch_claims = batch_claims;
+  std::vector<std::unique_ptr<CycleClaimer>> claimers;
+  for (int i = 0; i < channel_count; ++i) {
+    claimers.push_back(
+        std::make_unique<CycleClaimer>(workers[static_cast<size_t>(i)].get(), i, &shared));
+  }
   std::vector<std::unique_ptr<CycleLoop>> cycle_loops;
   for (int loop = 0; loop < loops; ++loop) {
-    cycle_loops.push_back(std::make_unique<CycleLoop>(
-        workers[static_cast<size_t>(loop % channel_count)].get(), loop, &shared));
+    const size_t channel = static_cast<size_t>(loop % channel_count);
+    cycle_loops.push_back(
+        std::make_unique<CycleLoop>(workers[channel].get(), claimers[channel].get(), &shared));
   }
   const int64_t start = NowNanos();
   for (auto& loop : cycle_loops) loop->Start();
@@ -427,25 +490,26 @@ CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, 
   }
   result.seconds = static_cast<double>(NowNanos() - start) / 1e9;
 
-  std::vector<int64_t> cycle, claim, progress, upload, complete;
+  std::vector<int64_t> cycle, claim, progress, complete;
   result.errors = create_stats.errors;
   result.first_error = create_stats.first_error;
+  for (auto& claimer : claimers) {
+    result.claims += claimer->claims();
+    result.empty_claims += claimer->empty_claims();
+  }
   for (auto& loop_ptr : cycle_loops) {
     LoopStats& loop = loop_ptr->stats();
     result.completed += loop.completed;
     result.errors += loop.errors;
-    result.empty_claims += loop.empty_claims;
     if (result.first_error.empty()) result.first_error = loop.first_error;
     cycle.insert(cycle.end(), loop.cycle.begin(), loop.cycle.end());
     claim.insert(claim.end(), loop.claim.begin(), loop.claim.end());
     progress.insert(progress.end(), loop.progress.begin(), loop.progress.end());
-    upload.insert(upload.end(), loop.upload.begin(), loop.upload.end());
     complete.insert(complete.end(), loop.complete.begin(), loop.complete.end());
   }
   result.cycle = Latency::Of(std::move(cycle));
   result.claim = Latency::Of(std::move(claim));
   result.progress = Latency::Of(std::move(progress));
-  result.upload = Latency::Of(std::move(upload));
   result.complete = Latency::Of(std::move(complete));
   return result;
 }
@@ -933,8 +997,8 @@ int RunCycleBench(const WorkerBenchContext& context) {
   int failures = 0;
   std::vector<CycleResult> results;
   for (int run = 0; run < context.runs; ++run) {
-    CycleResult result =
-        RunCycleOnce(context, run, loops, std::min(channels, loops), jobs, claim_wait);
+    CycleResult result = RunCycleOnce(context, run, loops, std::min(channels, loops), jobs,
+                                      claim_wait, absl::GetFlag(FLAGS_cycle_batch_claims));
     PrintLine(result.Json());
     if (result.errors > 0 || result.completed != jobs) {
       ++failures;

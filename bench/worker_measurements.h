@@ -1,8 +1,11 @@
 // The worker-side measurements of exportd-bench, each against a running export-server:
 //
 //   cycle   job cycle throughput: --cycle_jobs empty jobs are created, then --cycle_workers
-//           loops each repeat ClaimExportJob -> ReportProgress -> UploadExportPart (one empty
-//           part) -> CompleteExportJob until every job is completed; jobs/s and per-cycle latency.
+//           loops (job slots) over --cycle_channels connections each repeat: a job claimed ->
+//           ReportProgress -> CompleteExportJob (0 records, no parts) until every job is
+//           completed; jobs/s and per-cycle latency. A connection's loops waiting for a job
+//           share one ClaimExportJob with max_jobs (--cycle_batch_claims), as export-worker's
+//           slots do.
 //   upload  part upload: --upload_bytes through one UploadExportPart stream in 1 MiB chunks
 //           (SHA-256 computed as they go), beside a plain write of the same bytes to a file in
 //           the scratch directory with fdatasync, and `dd ... conv=fdatasync`, in the same run.
