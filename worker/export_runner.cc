@@ -34,6 +34,8 @@ using exportjobs::v1::ReportProgressResponse;
 constexpr size_t kChunkBytes = client::WorkerClient::kMaxChunkBytes;
 // The server refuses longer error messages.
 constexpr size_t kMaxErrorMessage = 4096;
+// The server's limit of ClaimExportJobRequest.max_jobs.
+constexpr int kMaxJobsPerClaim = 256;
 
 // Codes after which the same call may succeed when tried again.
 const std::vector<absl::StatusCode>& TransientCodes() {
@@ -606,50 +608,95 @@ void ExportRunner::Log(LogLevel level, std::string_view event,
 }
 
 void ExportRunner::Loop() {
-  absl::Duration backoff = options_.initial_backoff;
-  int failures = 0;
-  while (!stopping()) {
-    ClaimExportJobRequest request;
-    request.set_worker_id(options_.worker_id);
-    for (exportjobs::v1::EntityType type : options_.entity_types) request.add_entity_types(type);
-    request.mutable_wait()->set_seconds(absl::ToInt64Seconds(options_.claim_wait));
-    request.mutable_wait()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
-        options_.claim_wait - absl::Seconds(absl::ToInt64Seconds(options_.claim_wait)))));
-    const absl::Time sent = absl::Now();
-    // One try: this loop retries claims itself, for as long as the runner runs.
-    absl::StatusOr<ClaimExportJobResponse> claimed =
-        client_.Claim(request, {.cancel = &claims_cancel_, .max_attempts = 1});
-    if (!claimed.ok()) {
-      if (stopping()) break;
-      // Claims are retried for as long as the runner runs; the log shows the first failure of
-      // a run of them and every tenth.
-      if (++failures == 1 || failures % 10 == 0) {
-        Log(LogLevel::kWarn, "worker.claim_failed",
-            {{"worker_id", options_.worker_id},
-             {"rpc", "ClaimExportJob"},
-             {"code", absl::StatusCodeToString(claimed.status().code())},
-             {"error", std::string(claimed.status().message())},
-             {"failures", failures}});
-      }
-      SleepUnlessStopped(backoff);
-      backoff = std::min(backoff * 2, options_.max_backoff);
-      continue;
-    }
-    failures = 0;
-    backoff = options_.initial_backoff;
-    ClaimExportJobResponse& response = *claimed;
-    if (!response.has_job()) {
-      // Answered well before the wait ended without a job (the server is shutting down):
-      // pause before the next claim rather than spin.
-      if (absl::Now() - sent < options_.claim_wait / 2) {
-        SleepUnlessStopped(options_.initial_backoff);
-      }
-      continue;
-    }
+  while (std::optional<ClaimedJob> next = NextJob()) {
     Count(&Stats::claimed);
-    JobRun(this, std::move(*response.mutable_job()), std::move(*response.mutable_lease()), sent)
-        .Run();
+    JobRun(this, std::move(next->job), std::move(next->lease), next->claim_sent).Run();
   }
+}
+
+std::optional<ExportRunner::ClaimedJob> ExportRunner::NextJob() {
+  absl::MutexLock lock(&claim_mu_);
+  ++idle_loops_;
+  while (true) {
+    // A job claimed for this loop is run even when Stop began meanwhile (JobRun releases it).
+    if (!claimed_.empty()) {
+      ClaimedJob job = std::move(claimed_.front());
+      claimed_.pop_front();
+      --idle_loops_;
+      return job;
+    }
+    if (stopping()) {
+      --idle_loops_;
+      return std::nullopt;
+    }
+    if (!claiming_) {
+      // Claim for every loop waiting now. Loops leave NextJob only with a job or (with none
+      // left) at Stop, so each job claimed has a loop to run it.
+      claiming_ = true;
+      const int max_jobs = std::min(idle_loops_, kMaxJobsPerClaim);
+      claim_mu_.Unlock();
+      std::vector<ClaimedJob> jobs = ClaimFor(max_jobs);
+      claim_mu_.Lock();
+      claiming_ = false;
+      for (ClaimedJob& job : jobs) claimed_.push_back(std::move(job));
+      continue;
+    }
+    claim_mu_.Await(absl::Condition(
+        +[](ExportRunner* runner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(runner->claim_mu_) {
+          return !runner->claimed_.empty() || !runner->claiming_;
+        },
+        this));
+  }
+}
+
+std::vector<ExportRunner::ClaimedJob> ExportRunner::ClaimFor(int max_jobs) {
+  if (claim_backoff_ == absl::ZeroDuration()) claim_backoff_ = options_.initial_backoff;
+  ClaimExportJobRequest request;
+  request.set_worker_id(options_.worker_id);
+  for (exportjobs::v1::EntityType type : options_.entity_types) request.add_entity_types(type);
+  request.mutable_wait()->set_seconds(absl::ToInt64Seconds(options_.claim_wait));
+  request.mutable_wait()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(
+      options_.claim_wait - absl::Seconds(absl::ToInt64Seconds(options_.claim_wait)))));
+  if (max_jobs > 1) request.set_max_jobs(max_jobs);
+  const absl::Time sent = absl::Now();
+  // One try: the loops retry claims themselves, for as long as the runner runs.
+  absl::StatusOr<ClaimExportJobResponse> claimed =
+      client_.Claim(request, {.cancel = &claims_cancel_, .max_attempts = 1});
+  std::vector<ClaimedJob> jobs;
+  if (!claimed.ok()) {
+    if (stopping()) return jobs;
+    // Claims are retried for as long as the runner runs; the log shows the first failure of
+    // a run of them and every tenth.
+    if (++claim_failures_ == 1 || claim_failures_ % 10 == 0) {
+      Log(LogLevel::kWarn, "worker.claim_failed",
+          {{"worker_id", options_.worker_id},
+           {"rpc", "ClaimExportJob"},
+           {"code", absl::StatusCodeToString(claimed.status().code())},
+           {"error", std::string(claimed.status().message())},
+           {"failures", claim_failures_}});
+    }
+    SleepUnlessStopped(claim_backoff_);
+    claim_backoff_ = std::min(claim_backoff_ * 2, options_.max_backoff);
+    return jobs;
+  }
+  claim_failures_ = 0;
+  claim_backoff_ = options_.initial_backoff;
+  ClaimExportJobResponse& response = *claimed;
+  if (!response.has_job()) {
+    // Answered well before the wait ended without a job (the server is shutting down):
+    // pause before the next claim rather than spin.
+    if (absl::Now() - sent < options_.claim_wait / 2) {
+      SleepUnlessStopped(options_.initial_backoff);
+    }
+    return jobs;
+  }
+  jobs.push_back(
+      ClaimedJob{std::move(*response.mutable_job()), std::move(*response.mutable_lease()), sent});
+  for (exportjobs::v1::ClaimedExportJob& more : *response.mutable_more_jobs()) {
+    jobs.push_back(
+        ClaimedJob{std::move(*more.mutable_job()), std::move(*more.mutable_lease()), sent});
+  }
+  return jobs;
 }
 
 ExportRunner::SourceFactory SqliteSourceFactory(std::string path) {

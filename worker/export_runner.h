@@ -1,8 +1,10 @@
 // ExportRunner: the engine of an export-worker process. It runs `concurrency` job loops, each on
-// a thread of its own; a loop claims a job from the server's WorkerService (long-polling), runs
-// the export — rows from a Source, encoded by a PartWriter into part files in work_dir, each part
-// streamed to the server with UploadExportPart and then deleted — reports progress, and
-// completes, fails or releases the job. Usable in-process (tests) and by worker_main.cc.
+// a thread of its own; the loops waiting for a job share one claim at a time from the server's
+// WorkerService (long-polling, ClaimExportJobRequest.max_jobs = the loops waiting, so that idle
+// slots fill with one call); a loop with a job runs the export — rows from a Source, encoded by
+// a PartWriter into part files in work_dir, each part streamed to the server with
+// UploadExportPart and then deleted — reports progress, and completes, fails or releases the
+// job. Usable in-process (tests) and by worker_main.cc.
 //
 // Per job: the job's filters are parsed against the entity's catalog (filters::Parse), its
 // fields become columns with their catalog types, the source counts the matching records (the
@@ -59,8 +61,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -166,7 +170,21 @@ class ExportRunner {
 
   explicit ExportRunner(Options options);
 
+  // A claimed job on its way to a job loop; claim_sent: when its claim was sent.
+  struct ClaimedJob {
+    exportjobs::v1::ExportJob job;
+    exportjobs::v1::Lease lease;
+    absl::Time claim_sent;
+  };
+
   void Loop();
+  // The next job for the calling loop; nullopt once the runner stops. The loops waiting for a
+  // job share one claim at a time, with max_jobs = their number, so idle slots are filled by
+  // one ClaimExportJob; a claimed job always has a waiting loop to run it.
+  std::optional<ClaimedJob> NextJob();
+  // One ClaimExportJob for up to `max_jobs` jobs (waiting up to claim_wait): the jobs claimed,
+  // none when none came or the claim failed (logged; backs off before returning).
+  std::vector<ClaimedJob> ClaimFor(int max_jobs);
   void Log(LogLevel level, std::string_view event, const std::vector<LogField>& fields) const;
   bool stopping() const;
   bool releasing() const { return releasing_flag_.load(std::memory_order_acquire); }
@@ -189,6 +207,15 @@ class ExportRunner {
   Stats stats_ ABSL_GUARDED_BY(mu_);
   // Mirrors releasing_, for the scan's per-row check without the lock.
   std::atomic<bool> releasing_flag_{false};
+
+  // The shared claim (NextJob). Lock order: claim_mu_ before mu_.
+  absl::Mutex claim_mu_;
+  int idle_loops_ ABSL_GUARDED_BY(claim_mu_) = 0;              // Loops in NextJob.
+  bool claiming_ ABSL_GUARDED_BY(claim_mu_) = false;           // A loop is in ClaimFor.
+  std::deque<ClaimedJob> claimed_ ABSL_GUARDED_BY(claim_mu_);  // Not yet taken by a loop.
+  // Used only by the loop in ClaimFor (one at a time).
+  int claim_failures_ = 0;
+  absl::Duration claim_backoff_;
 
   // Held while the loops are joined, so that every Stop returns only after they ended.
   absl::Mutex join_mu_;

@@ -535,6 +535,26 @@ TEST_F(ExportRunnerTest, RunsJobsConcurrentlyAndClaimsOnlyItsEntityTypes) {
   EXPECT_EQ(job.status(), exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
 }
 
+// The idle loops share their claims (max_jobs): every job claimed goes to a loop and runs once.
+TEST_F(ExportRunnerTest, LoopsSharingClaimsRunEveryJobOnce) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(Create(testing::AccountsRequest()).id());
+  ExportRunner::Options options = RunnerOptions(SqliteSourceFactory(DemoPath()));
+  options.concurrency = 4;
+  StartRunner(std::move(options));
+
+  for (const std::string& id : ids) {
+    const ExportJob job = WaitUntilTerminal(id);
+    EXPECT_EQ(job.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) << job.error_message();
+    EXPECT_EQ(job.attempt(), 1);
+  }
+  runner_->Stop(ExportRunner::StopMode::kFinish);
+  const ExportRunner::Stats stats = runner_->stats();
+  EXPECT_EQ(stats.claimed, 12);
+  EXPECT_EQ(stats.completed, 12);
+  EXPECT_EQ(stats.dropped, 0);
+}
+
 // Without Options::log the events go to the process's logger: one JSON object per line, the
 // job's events with its job_id and request_id.
 TEST_F(ExportRunnerTest, LogsEachJobEventAsAJsonLineWithJobAndRequestId) {
