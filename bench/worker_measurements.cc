@@ -193,6 +193,7 @@ struct LoopStats {
   std::vector<int64_t> cycle, claim, progress, complete;
   int64_t completed = 0;
   int64_t errors = 0;
+  int64_t claims = 0;  // Without batch_claims: the loop's own claims.
   std::string first_error;
 
   void Error(std::string message) {
@@ -321,6 +322,7 @@ class CycleLoop {
     claim_request_.mutable_wait()->set_nanos(static_cast<int32_t>(
         absl::ToInt64Nanoseconds(shared_->claim_wait - absl::Seconds(seconds))));
     claim_response_.Clear();
+    ++stats_.claims;
     grpc::ClientContext* context = NewContext();
     context->set_deadline(DeadlineAfter(shared_->deadline + shared_->claim_wait));
     stub_->async()->ClaimExportJob(
@@ -501,6 +503,7 @@ CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, 
     LoopStats& loop = loop_ptr->stats();
     result.completed += loop.completed;
     result.errors += loop.errors;
+    result.claims += loop.claims;
     if (result.first_error.empty()) result.first_error = loop.first_error;
     cycle.insert(cycle.end(), loop.cycle.begin(), loop.cycle.end());
     claim.insert(claim.end(), loop.claim.begin(), loop.claim.end());
