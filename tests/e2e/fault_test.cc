@@ -124,14 +124,15 @@ void ExpectOnlyTheCompletedParts(const std::string& job_dir, const ExportJob& jo
 
 // --- 1. A worker killed mid-upload ----------------------------------------------------------
 
-// 8,000 accounts: 160,000 activities, about 12 MB of CSV, in parts of 4 MiB. A part's upload
+// 24,000 accounts: 480,000 activities, about 36 MB of CSV, in parts of 16 MiB. A part's upload
 // creates its temporary file when the header arrives and renames it into place only after the
-// trailer, so a temporary file is an upload in flight, for the tens of milliseconds its 1 MiB
-// messages take. The worker is killed during the upload of part 2 or later, so that its attempt
-// has parts stored.
-constexpr int kBigAccounts = 8000;
+// trailer and a synced write, so a temporary file is an upload in flight. Its 16 MiB stream of
+// 1 MiB messages lasts several times longer than the commit after it, so the poll that first
+// sees the file sees it while the part is still arriving. The worker is killed during the
+// upload of part 2 or later, so that its attempt has parts stored.
+constexpr int kBigAccounts = 24000;
 constexpr int64_t kActivities = 20 * kBigAccounts;
-constexpr int64_t kBigPart = int64_t{4} << 20;
+constexpr int64_t kBigPart = int64_t{16} << 20;
 // For the other tests.
 constexpr int kAccounts = 4000;
 
