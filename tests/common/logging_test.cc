@@ -216,6 +216,9 @@ TEST(LoggingTest, AStuckStderrNeverBlocksTheCallerItDropsTheOldestLines) {
     for (int i = 0; i < 5000; ++i) LogEvent(LogLevel::kInfo, "n", {{"i", i}, {"pad", padding}});
     const std::string dropped = std::to_string(DroppedLogLines());
     if (write(report[1], dropped.data(), dropped.size()) < 0) _exit(2);
+    // The report ends here, not at exit: _exit may flush stderr first (it does under
+    // ThreadSanitizer), and stderr stays locked by the stuck writer until the parent drains it.
+    close(report[1]);
     _exit(0);  // Without ShutdownLogging: the writer is still stuck.
   }
   close(err[1]);
