@@ -377,8 +377,7 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   void Record(const grpc::Status& status) {
-    if (recorded_) return;
-    recorded_ = true;
+    if (recorded_.exchange(true)) return;
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start_;
     method_->latency->Observe(took.count());
     method_->Handled(static_cast<int>(status.error_code()));
@@ -413,7 +412,9 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
 
   const MethodMetrics* const method_;
   const std::chrono::steady_clock::time_point start_;
-  bool recorded_ = false;
+  // Set by the first Record. Atomic because the destructor may run on another gRPC thread than
+  // the interception that recorded.
+  std::atomic<bool> recorded_{false};
 };
 
 class RpcInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
