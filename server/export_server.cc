@@ -247,6 +247,7 @@ absl::Status CheckLimits(const ServerOptions& options) {
   }
   if (create.create_burst_per_tenant < 1)
     return bad("create_burst_per_tenant", "must be at least 1");
+  if (create.max_batch_creates < 1) return bad("max_batch_creates", "must be at least 1");
   if (options.jobs.max_active_jobs_per_tenant < 0) {
     return bad("max_active_jobs_per_tenant", "must not be negative (0: no limit)");
   }

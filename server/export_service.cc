@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
 #include "common/str_cat.h"
@@ -90,6 +91,73 @@ grpc::ServerUnaryReactor* ExportServiceImpl::CreateExportJob(
                  jobs_->Create(*std::move(normalized), caller.tenant,
                                FinishWithJob(reactor, response));
                });
+}
+
+namespace {
+
+// `status` with its message prefixed by the item it is about ("requests[3]."), its code and
+// payloads (error details) kept.
+absl::Status ForItem(const absl::Status& status, int index) {
+  absl::Status item(status.code(), Cat("requests[", index, "].", status.message()));
+  status.ForEachPayload([&item](absl::string_view type_url, const absl::Cord& payload) {
+    item.SetPayload(type_url, payload);
+  });
+  return item;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ExportServiceImpl::BatchCreateExportJobs(
+    grpc::CallbackServerContext* context,
+    const exportjobs::v1::BatchCreateExportJobsRequest* request,
+    exportjobs::v1::BatchCreateExportJobsResponse* response) {
+  const int items = request->requests_size();
+  absl::Status valid = absl::OkStatus();
+  if (items > create_limits_.max_batch_creates) {
+    valid = absl::InvalidArgumentError(Cat("requests: at most ", create_limits_.max_batch_creates,
+                                           " items per call (--max_batch_creates), got ", items,
+                                           "; split the batch"));
+  }
+  return Unary(
+      context, Access::kJobs, "BatchCreateExportJobs", valid,
+      [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+        // Every item gets a result now: an error, or a placeholder the JobManager's answer
+        // replaces. Only an authenticated, valid item takes a token of the create rate, as
+        // CreateExportJob does.
+        std::vector<exportjobs::v1::CreateExportJobRequest> accepted;
+        std::vector<int> accepted_index;
+        accepted.reserve(static_cast<size_t>(items));
+        accepted_index.reserve(static_cast<size_t>(items));
+        for (int i = 0; i < items; ++i) {
+          exportjobs::v1::BatchCreateExportJobsResponse::Result* result = response->add_results();
+          absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
+              ValidateAndNormalizeCreate(request->requests(i), create_limits_);
+          absl::Status item = normalized.status();
+          if (item.ok()) item = create_rate_.Acquire(caller.tenant);
+          if (!item.ok()) {
+            *result->mutable_error() = ToItemError(ForItem(item, i));
+            continue;
+          }
+          accepted.push_back(*std::move(normalized));
+          accepted_index.push_back(i);
+        }
+        if (accepted.empty()) return Finish(reactor, absl::OkStatus());
+        jobs_->CreateBatch(
+            std::move(accepted), caller.tenant,
+            [this, reactor, response, index = std::move(accepted_index)](
+                std::vector<absl::StatusOr<exportjobs::v1::ExportJob>> jobs) mutable {
+              for (size_t k = 0; k < jobs.size() && k < index.size(); ++k) {
+                exportjobs::v1::BatchCreateExportJobsResponse::Result* result =
+                    response->mutable_results(index[k]);
+                if (jobs[k].ok()) {
+                  *result->mutable_job() = *std::move(jobs[k]);
+                } else {
+                  *result->mutable_error() = ToItemError(ForItem(jobs[k].status(), index[k]));
+                }
+              }
+              Finish(reactor, absl::OkStatus());
+            });
+      });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::GetExportJob(

@@ -32,6 +32,13 @@ class ExportServiceImpl final : public exportjobs::v1::ExportService::CallbackSe
   grpc::ServerUnaryReactor* CreateExportJob(grpc::CallbackServerContext* context,
                                             const exportjobs::v1::CreateExportJobRequest* request,
                                             exportjobs::v1::ExportJob* response) override;
+  // Each item as CreateExportJob (validation, a token of the create rate, the active-jobs limit,
+  // request_id), all valid items in one JobManager::CreateBatch, so that they share one group
+  // commit; answered after it.
+  grpc::ServerUnaryReactor* BatchCreateExportJobs(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::BatchCreateExportJobsRequest* request,
+      exportjobs::v1::BatchCreateExportJobsResponse* response) override;
   grpc::ServerUnaryReactor* GetExportJob(grpc::CallbackServerContext* context,
                                          const exportjobs::v1::GetExportJobRequest* request,
                                          exportjobs::v1::ExportJob* response) override;

@@ -27,4 +27,16 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(code, std::move(message), details.SerializeAsString());
 }
 
+exportjobs::v1::ItemError ToItemError(const absl::Status& status) {
+  exportjobs::v1::ItemError error;
+  error.set_code(static_cast<int32_t>(status.code()));
+  error.set_message(std::string(status.message()));
+  status.ForEachPayload([&error](absl::string_view type_url, const absl::Cord& payload) {
+    google::protobuf::Any* any = error.add_details();
+    any->set_type_url(std::string(type_url));
+    any->set_value(std::string(payload));
+  });
+  return error;
+}
+
 }  // namespace exportd

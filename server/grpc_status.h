@@ -4,10 +4,15 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "exportjobs/v1/export_service.pb.h"
 #include "grpcpp/support/status.h"
 
 namespace exportd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// The same mapping for one failed item of a batch: code, message and payloads (as details).
+// REQUIRES: !status.ok().
+exportjobs::v1::ItemError ToItemError(const absl::Status& status);
 
 }  // namespace exportd

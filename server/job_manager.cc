@@ -146,15 +146,19 @@ void JobManager::CommitLoop() {
 
     Txn txn(store_, clock_->Now());
     group_creates_.clear();
-    for (Op& op : group) op.apply(txn);
+    int requests = 0;
+    for (Op& op : group) {
+      op.apply(txn);
+      requests += op.requests;
+    }
 
     absl::Status written = absl::OkStatus();
     if (!txn.changes().empty()) {
       const absl::Time write_start = absl::Now();
       written = store_->Commit(txn.changes());
       if (written.ok() && options_.on_commit) {
-        options_.on_commit(CommitReport{txn.changes(), txn.causes(), txn.notes(),
-                                        static_cast<int>(group.size()), absl::Now() - write_start});
+        options_.on_commit(CommitReport{txn.changes(), txn.causes(), txn.notes(), requests,
+                                        absl::Now() - write_start});
       }
     }
     if (written.ok()) {
@@ -292,62 +296,87 @@ bool JobManager::AwaitCounted(absl::Time deadline) {
   return counted_mu_.AwaitWithDeadline(absl::Condition(&counted_), deadline);
 }
 
+absl::StatusOr<ExportJob> JobManager::ApplyCreate(Txn& txn, const CreateExportJobRequest& request,
+                                                  const std::string& tenant) {
+  const std::string fingerprint = CreateFingerprint(request);
+  if (!request.request_id().empty()) {
+    EXPORTD_ASSIGN_OR_RETURN(std::optional<std::string> existing_id,
+                             txn.FindByRequestId(tenant, request.request_id()));
+    if (existing_id) {
+      EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> existing, txn.Read(*existing_id));
+      if (existing) {
+        if (existing->request_fingerprint() != fingerprint) {
+          return absl::AlreadyExistsError(absl::StrCat("request_id: \"", request.request_id(),
+                                                       "\" was already used for job ", *existing_id,
+                                                       " with a different request"));
+        }
+        return existing->job();
+      }
+    }
+  }
+  if (const int64_t limit = options_.max_active_jobs_per_tenant; limit > 0) {
+    auto it = active_by_tenant_.find(tenant);
+    const int64_t active =
+        (it == active_by_tenant_.end() ? 0 : it->second) + group_creates_[tenant];
+    if (active >= limit) {
+      return LimitExceeded(
+          absl::StrCat(TenantSubject(tenant), " has ", active,
+                       " active (pending or processing) jobs, its limit; retry once some "
+                       "have finished, or cancel some"),
+          options_.active_jobs_retry_after, TenantSubject(tenant),
+          absl::StrCat(limit, " active jobs per tenant (--max_active_jobs_per_tenant)"));
+    }
+    group_creates_[tenant] += 1;
+  }
+  JobRecord record;
+  record.set_tenant(tenant);
+  record.set_request_fingerprint(fingerprint);
+  ExportJob& job = *record.mutable_job();
+  job.set_id(ids_.Next());
+  job.set_entity_type(request.entity_type());
+  job.set_status(exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
+  *job.mutable_fields() = request.fields();
+  if (request.has_filters()) *job.mutable_filters() = request.filters();
+  *job.mutable_created_at() = ToProtoTime(txn.now());
+  *job.mutable_updated_at() = job.created_at();
+  job.set_revision(1);
+  job.set_format(request.format());
+  job.set_compression(request.compression());
+  job.set_part_size_bytes(request.part_size_bytes());
+  job.set_request_id(request.request_id());
+  *record.mutable_ready_at() = job.created_at();
+  ExportJob result = job;
+  txn.Stage(JobChange{std::nullopt, std::move(record)}, ChangeCause::kCreate);
+  return result;
+}
+
 void JobManager::Create(CreateExportJobRequest normalized, std::string tenant, JobCallback done) {
   Enqueue(MakeOp<ExportJob>(
-      [this, request = std::move(normalized),
-       tenant = std::move(tenant)](Txn& txn) -> absl::StatusOr<ExportJob> {
-        const std::string fingerprint = CreateFingerprint(request);
-        if (!request.request_id().empty()) {
-          EXPORTD_ASSIGN_OR_RETURN(std::optional<std::string> existing_id,
-                                   txn.FindByRequestId(tenant, request.request_id()));
-          if (existing_id) {
-            EXPORTD_ASSIGN_OR_RETURN(std::optional<JobRecord> existing, txn.Read(*existing_id));
-            if (existing) {
-              if (existing->request_fingerprint() != fingerprint) {
-                return absl::AlreadyExistsError(absl::StrCat(
-                    "request_id: \"", request.request_id(), "\" was already used for job ",
-                    *existing_id, " with a different request"));
-              }
-              return existing->job();
-            }
-          }
-        }
-        if (const int64_t limit = options_.max_active_jobs_per_tenant; limit > 0) {
-          auto it = active_by_tenant_.find(tenant);
-          const int64_t active =
-              (it == active_by_tenant_.end() ? 0 : it->second) + group_creates_[tenant];
-          if (active >= limit) {
-            return LimitExceeded(
-                absl::StrCat(TenantSubject(tenant), " has ", active,
-                             " active (pending or processing) jobs, its limit; retry once some "
-                             "have finished, or cancel some"),
-                options_.active_jobs_retry_after, TenantSubject(tenant),
-                absl::StrCat(limit, " active jobs per tenant (--max_active_jobs_per_tenant)"));
-          }
-          group_creates_[tenant] += 1;
-        }
-        JobRecord record;
-        record.set_tenant(tenant);
-        record.set_request_fingerprint(fingerprint);
-        ExportJob& job = *record.mutable_job();
-        job.set_id(ids_.Next());
-        job.set_entity_type(request.entity_type());
-        job.set_status(exportjobs::v1::EXPORT_JOB_STATUS_PENDING);
-        *job.mutable_fields() = request.fields();
-        if (request.has_filters()) *job.mutable_filters() = request.filters();
-        *job.mutable_created_at() = ToProtoTime(txn.now());
-        *job.mutable_updated_at() = job.created_at();
-        job.set_revision(1);
-        job.set_format(request.format());
-        job.set_compression(request.compression());
-        job.set_part_size_bytes(request.part_size_bytes());
-        job.set_request_id(request.request_id());
-        *record.mutable_ready_at() = job.created_at();
-        ExportJob result = job;
-        txn.Stage(JobChange{std::nullopt, std::move(record)}, ChangeCause::kCreate);
-        return result;
-      },
+      [this, request = std::move(normalized), tenant = std::move(tenant)](
+          Txn& txn) -> absl::StatusOr<ExportJob> { return ApplyCreate(txn, request, tenant); },
       std::move(done)));
+}
+
+void JobManager::CreateBatch(std::vector<CreateExportJobRequest> normalized, std::string tenant,
+                             BatchCallback done) {
+  if (normalized.empty()) return std::move(done)({});
+  const int items = static_cast<int>(normalized.size());
+  auto results = std::make_shared<std::vector<absl::StatusOr<ExportJob>>>();
+  Op op{[this, requests = std::move(normalized), tenant = std::move(tenant), results](Txn& txn) {
+          results->reserve(requests.size());
+          for (const CreateExportJobRequest& request : requests) {
+            results->push_back(ApplyCreate(txn, request, tenant));
+          }
+        },
+        [results, items, done = std::move(done)](const absl::Status& written) mutable {
+          if (!written.ok()) {
+            // Nothing of the group is stored (or its outcome is unknown): every item is retried.
+            results->assign(static_cast<size_t>(items), written);
+          }
+          std::move(done)(std::move(*results));
+        },
+        items};
+  Enqueue(std::move(op));
 }
 
 void JobManager::Cancel(std::string id, std::string tenant, JobCallback done) {

@@ -7,9 +7,9 @@
 // queue, leases, counts), and each of its callers is answered UNAVAILABLE "the change could not
 // be stored; retry: <the store's reason>". Its outcome in the store is unknown (a write that
 // failed only in its sync can be found applied once the store reopens), so after the next
-// successful write the claim queue is read again from the store and the counts start over. The server does not stop: reads go on,
-// and writes work again as soon as the store does (RocksDbJobStore reopens RocksDB after a
-// failed write, at its next Commit).
+// successful write the claim queue is read again from the store and the counts start over. The
+// server does not stop: reads go on, and writes work again as soon as the store does
+// (RocksDbJobStore reopens RocksDB after a failed write, at its next Commit).
 //
 // Every committed change is then handed, in commit order, to the change listener (the
 // ProgressHub), which must not block.
@@ -74,7 +74,8 @@ struct CommitReport {
   // notes[i] says more about changes[i] when the records do not (else empty): the worker's
   // error message of a failure (kFail), also when the job is retried.
   std::span<const std::string> notes;
-  // Requests applied in the group (some change nothing, some several jobs).
+  // Requests applied in the group (some change nothing, some several jobs; each item of a
+  // batch create counts as one).
   int requests = 0;
   // How long the synced write took.
   absl::Duration write_time;
@@ -167,6 +168,17 @@ class JobManager {
   // jobs.
   void Create(exportjobs::v1::CreateExportJobRequest normalized, std::string tenant,
               JobCallback done);
+
+  using BatchCallback = absl::AnyInvocable<void(std::vector<absl::StatusOr<ExportJob>>) &&>;
+  // Creates a job for each of `normalized` (each passed ValidateAndNormalizeCreate) as Create
+  // would, in order, as one queued request: the items are applied one after another in the same
+  // group (a later item sees the earlier ones: two with one request_id give one job, and each
+  // counts toward max_active_jobs_per_tenant) and share the group's one synced write. `done`
+  // gets one result per item, in order, after that write; each item succeeds or fails on its
+  // own (not atomic). When the write fails, every item is UNAVAILABLE, as for Create. An empty
+  // batch is answered at once.
+  void CreateBatch(std::vector<exportjobs::v1::CreateExportJobRequest> normalized,
+                   std::string tenant, BatchCallback done);
 
   // Cancel, Delete, Get and List act for a caller whose tenant scope (server/tenancy.h) is
   // `scope`: a job outside it is NOT_FOUND, as if it did not exist.
@@ -277,6 +289,8 @@ class JobManager {
   struct Op {
     absl::AnyInvocable<void(Txn&)> apply;
     absl::AnyInvocable<void(const absl::Status& written)> finish;
+    // The callers' requests it carries, for CommitReport::requests (a batch create: its items).
+    int requests = 1;
   };
   // A claim, from its request until it is answered; parked in waiters_ while it waits.
   struct ClaimState {
@@ -298,6 +312,10 @@ class JobManager {
   template <typename T>
   static Op MakeOp(absl::AnyInvocable<absl::StatusOr<T>(Txn&)> apply,
                    absl::AnyInvocable<void(absl::StatusOr<T>) &&> done);
+  // Committer only: one create in the group's state (see Create).
+  absl::StatusOr<ExportJob> ApplyCreate(Txn& txn,
+                                        const exportjobs::v1::CreateExportJobRequest& request,
+                                        const std::string& tenant);
   // The op of a claim: claims in the group's state, or parks the claim in waiters_.
   Op ClaimOp(std::shared_ptr<ClaimState> claim);
   absl::StatusOr<Claimed> TryClaim(Txn& txn, const ClaimState& claim);

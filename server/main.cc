@@ -72,6 +72,7 @@ ABSL_FLAG(int, create_burst_per_tenant, 2000,
 ABSL_FLAG(int, max_watchers_per_tenant, 10'000,
           "Most open watch streams of one tenant; 0: no limit.");
 ABSL_FLAG(int, max_watchers, 20'000, "Most open watch streams of the server; 0: no limit.");
+ABSL_FLAG(int, max_batch_creates, 1000, "Most jobs one BatchCreateExportJobs call may create.");
 ABSL_FLAG(int, max_fields, 500, "Most fields of one export.");
 ABSL_FLAG(int64_t, max_filters_bytes, 64 << 10, "Largest filters of one export, in bytes.");
 ABSL_FLAG(int, max_filters_depth, 8, "Deepest nesting of an export's filters.");
@@ -151,6 +152,7 @@ int main(int argc, char** argv) {
   options.jobs.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   options.create_limits.create_rate_per_tenant = absl::GetFlag(FLAGS_create_rate_per_tenant);
   options.create_limits.create_burst_per_tenant = absl::GetFlag(FLAGS_create_burst_per_tenant);
+  options.create_limits.max_batch_creates = absl::GetFlag(FLAGS_max_batch_creates);
   options.create_limits.max_fields = absl::GetFlag(FLAGS_max_fields);
   options.create_limits.max_filters_bytes = absl::GetFlag(FLAGS_max_filters_bytes);
   options.create_limits.max_filters_depth = absl::GetFlag(FLAGS_max_filters_depth);

@@ -25,6 +25,9 @@ struct CreateLimits {
   // the service, see CreateRateLimiter in server/limits.h); <= 0: no limit.
   double create_rate_per_tenant = 0;
   int create_burst_per_tenant = 1;
+  // Most items of one BatchCreateExportJobs call; a larger batch is INVALID_ARGUMENT naming
+  // `requests`.
+  int max_batch_creates = 1000;
 };
 
 // Checks a create request (fields against the entity's catalog, filters against the filter
