@@ -2,15 +2,24 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <thread>
 
 #include "absl/random/random.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
 #include "common/str_cat.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "exportjobs/v1/worker_service.grpc.pb.h"
+#include "google/protobuf/any.pb.h"
 #include "google/protobuf/empty.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -319,23 +328,412 @@ class ExportClient::Impl {
   const CallOptions* const options;
 };
 
-ExportClient::ExportClient(std::shared_ptr<grpc::Channel> channel, CallOptions options)
-    : options_(std::move(options)), impl_(std::make_unique<Impl>(std::move(channel), &options_)) {}
+// --- Coalesced creates -------------------------------------------------------------------------
+
+namespace {
+
+// A request_id for a create that has none: random, 32 hex digits.
+std::string NewRequestId() {
+  absl::BitGen random;
+  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(random),
+                         absl::Uniform<uint64_t>(random));
+}
+
+// An item's error from a BatchCreateExportJobs result, with the server's "requests[i]." prefix
+// taken off (the index is of the batch the client made, not of anything the caller knows) and
+// the error details kept as payloads.
+absl::Status FromItemError(const exportjobs::v1::ItemError& error) {
+  absl::string_view message = error.message();
+  if (absl::ConsumePrefix(&message, "requests[")) {
+    const size_t end = message.find("].");
+    if (end != absl::string_view::npos) {
+      message.remove_prefix(end + 2);
+    } else {
+      message = error.message();
+    }
+  }
+  const auto code =
+      error.code() == 0 ? absl::StatusCode::kUnknown : static_cast<absl::StatusCode>(error.code());
+  absl::Status status(code, message);
+  for (const google::protobuf::Any& detail : error.details()) {
+    status.SetPayload(detail.type_url(), absl::Cord(detail.value()));
+  }
+  return status;
+}
+
+}  // namespace
+
+// Queues creates and sends them: alone while fewer than max_calls_in_flight create calls are in
+// flight, else together in the next BatchCreateExportJobs call once one is answered. Retries
+// wait on a thread of its own (started at the first retry). Every RPC is a callback-API call;
+// nothing here blocks a gRPC thread.
+class ExportClient::Coalescer {
+ public:
+  Coalescer(ExportService::Stub* stub, const CallOptions* options, CoalesceOptions coalesce)
+      : stub_(stub),
+        options_(options),
+        coalesce_(coalesce),
+        max_batch_size_(std::max(1, coalesce.max_batch_size)) {}
+
+  ~Coalescer() {
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+      wake_retrier_ = true;
+    }
+    if (retrier_.joinable()) retrier_.join();
+    std::vector<std::unique_ptr<Item>> left;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&in_flight_zero_));
+      for (auto& [due, item] : delayed_) left.push_back(std::move(item));
+      delayed_.clear();
+      for (auto& item : queue_) left.push_back(std::move(item));
+      queue_.clear();
+    }
+    for (auto& item : left) {
+      std::move(item->done)(absl::CancelledError("the client was destroyed before the create"));
+    }
+  }
+
+  // One create: its request (with a request_id), its callback, and what its tries used.
+  struct Item {
+    exportjobs::v1::CreateExportJobRequest request;
+    CreateCallback done;
+    // The create's deadline (InfiniteFuture with timeout_per_try: each try has its own).
+    absl::Time deadline;
+    int tries = 0;
+    absl::Duration backoff;
+    int64_t bytes = 0;
+  };
+
+  std::unique_ptr<Item> MakeItem(exportjobs::v1::CreateExportJobRequest request,
+                                 CreateCallback done) const {
+    auto item = std::make_unique<Item>();
+    if (request.request_id().empty()) request.set_request_id(NewRequestId());
+    item->bytes = static_cast<int64_t>(request.ByteSizeLong());
+    item->request = std::move(request);
+    item->done = std::move(done);
+    item->deadline =
+        options_->timeout_per_try ? absl::InfiniteFuture() : absl::Now() + options_->timeout;
+    item->backoff = options_->retry.initial_backoff;
+    return item;
+  }
+
+  // Queues the items and sends what may leave now.
+  void Submit(std::vector<std::unique_ptr<Item>> items) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& item : items) queue_.push_back(std::move(item));
+    }
+    Pump();
+  }
+
+  // Sends `items` at once in batches (CreateMany with coalescing off), beside any limit.
+  void SendTogether(std::vector<std::unique_ptr<Item>> items) {
+    std::vector<std::vector<std::unique_ptr<Item>>> batches;
+    {
+      absl::MutexLock lock(&mu_);
+      std::deque<std::unique_ptr<Item>> pending(std::make_move_iterator(items.begin()),
+                                                std::make_move_iterator(items.end()));
+      while (!pending.empty()) {
+        batches.push_back(TakeBatch(pending));
+        ++in_flight_;
+        in_flight_zero_ = false;
+      }
+    }
+    for (auto& batch : batches) Send(std::move(batch));
+  }
+
+ private:
+  // Takes the next batch from the front of `from`: at least one item, then while it stays within
+  // the size and byte limits. REQUIRES: !from.empty().
+  std::vector<std::unique_ptr<Item>> TakeBatch(std::deque<std::unique_ptr<Item>>& from)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::unique_ptr<Item>> batch;
+    int64_t bytes = 0;
+    const bool alone = unimplemented_;
+    while (!from.empty()) {
+      const int64_t next = from.front()->bytes;
+      if (!batch.empty() && (alone || static_cast<int>(batch.size()) >= max_batch_size_ ||
+                             bytes + next > coalesce_.max_batch_bytes)) {
+        break;
+      }
+      bytes += next;
+      batch.push_back(std::move(from.front()));
+      from.pop_front();
+    }
+    return batch;
+  }
+
+  // Sends the queued items that may leave: while a call slot is free (or without a limit when
+  // creates are not coalesced), the next batch.
+  void Pump() {
+    std::vector<std::vector<std::unique_ptr<Item>>> batches;
+    {
+      absl::MutexLock lock(&mu_);
+      if (closing_) return;
+      const bool limited = coalesce_.enabled && !unimplemented_;
+      while (!queue_.empty() &&
+             (!limited || in_flight_ < std::max(1, coalesce_.max_calls_in_flight))) {
+        batches.push_back(TakeBatch(queue_));
+        ++in_flight_;
+        in_flight_zero_ = false;
+      }
+    }
+    for (auto& batch : batches) Send(std::move(batch));
+  }
+
+  // One call in flight: the items it carries and the call's state.
+  struct Call {
+    std::vector<std::unique_ptr<Item>> items;
+    grpc::ClientContext context;
+    absl::Time deadline;
+    exportjobs::v1::BatchCreateExportJobsRequest batch_request;
+    exportjobs::v1::BatchCreateExportJobsResponse batch_response;
+    exportjobs::v1::ExportJob job;
+  };
+
+  // Makes the call of `items` (counted in in_flight_): CreateExportJob for one item,
+  // BatchCreateExportJobs for more. Items whose deadline has passed end DEADLINE_EXCEEDED.
+  void Send(std::vector<std::unique_ptr<Item>> items) {
+    const absl::Time now = absl::Now();
+    auto call = std::make_shared<Call>();
+    call->deadline = absl::InfiniteFuture();
+    std::vector<std::unique_ptr<Item>> expired;
+    for (auto& item : items) {
+      if (item->deadline <= now) {
+        expired.push_back(std::move(item));
+        continue;
+      }
+      item->tries += 1;
+      // The call ends by the earliest deadline of its items; those with time left after it are
+      // sent again (see OnDone).
+      const absl::Time deadline =
+          options_->timeout_per_try ? now + options_->timeout : item->deadline;
+      call->deadline = std::min(call->deadline, deadline);
+      call->items.push_back(std::move(item));
+    }
+    for (auto& item : expired) {
+      std::move(item->done)(absl::DeadlineExceededError("deadline exceeded before the create"));
+    }
+    if (call->items.empty()) return Finished();
+    Prepare(call->context, *options_, call->deadline);
+    if (call->items.size() == 1) {
+      stub_->async()->CreateExportJob(&call->context, &call->items[0]->request, &call->job,
+                                      [this, call](grpc::Status status) { OnDone(call, status); });
+      return;
+    }
+    for (const auto& item : call->items) *call->batch_request.add_requests() = item->request;
+    stub_->async()->BatchCreateExportJobs(
+        &call->context, &call->batch_request, &call->batch_response,
+        [this, call](grpc::Status status) { OnDone(call, status); });
+  }
+
+  void OnDone(const std::shared_ptr<Call>& call, const grpc::Status& grpc_status) {
+    const absl::Status status = FromGrpcStatus(grpc_status);
+    const bool batch = call->items.size() > 1;
+    std::vector<std::unique_ptr<Item>> again;  // sent again, with no try counted
+    if (status.ok() && !batch) {
+      Settle(std::move(call->items[0]), std::move(call->job));
+    } else if (status.ok()) {
+      if (call->batch_response.results_size() != static_cast<int>(call->items.size())) {
+        const absl::Status malformed = absl::InternalError(
+            absl::StrCat("BatchCreateExportJobs answered ", call->batch_response.results_size(),
+                         " results for ", call->items.size(), " requests"));
+        for (auto& item : call->items) Settle(std::move(item), malformed);
+      } else {
+        for (size_t i = 0; i < call->items.size(); ++i) {
+          auto* result = call->batch_response.mutable_results(static_cast<int>(i));
+          if (result->has_job()) {
+            Settle(std::move(call->items[i]), std::move(*result->mutable_job()));
+          } else {
+            Settle(std::move(call->items[i]), FromItemError(result->error()));
+          }
+        }
+      }
+    } else if (batch && status.code() == absl::StatusCode::kUnimplemented) {
+      // A server without BatchCreateExportJobs: from now on every create is its own call.
+      {
+        absl::MutexLock lock(&mu_);
+        unimplemented_ = true;
+      }
+      again = std::move(call->items);
+    } else if (batch && status.code() == absl::StatusCode::kInvalidArgument &&
+               absl::StartsWith(status.message(), "requests:")) {
+      // The server takes fewer items per call than this client sends: halve until it does.
+      {
+        absl::MutexLock lock(&mu_);
+        max_batch_size_ =
+            std::max(1, std::min(max_batch_size_, static_cast<int>(call->items.size()) / 2));
+      }
+      again = std::move(call->items);
+    } else if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+      // The call ended at the earliest deadline of its items: the others still have time.
+      const absl::Time now = absl::Now();
+      for (auto& item : call->items) {
+        if (item->deadline > now && !options_->timeout_per_try) {
+          again.push_back(std::move(item));
+        } else {
+          Settle(std::move(item), status);
+        }
+      }
+    } else {
+      for (auto& item : call->items) Settle(std::move(item), status);
+    }
+    for (auto& item : again) item->tries -= 1;
+    {
+      absl::MutexLock lock(&mu_);
+      // Sent again first: they are the oldest.
+      for (auto it = again.rbegin(); it != again.rend(); ++it) queue_.push_front(std::move(*it));
+    }
+    Finished();
+  }
+
+  // A call is over: frees its slot and sends what waited for it.
+  void Finished() {
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      in_flight_zero_ = in_flight_ == 0;
+    }
+    Pump();
+  }
+
+  // The outcome of one try of an item: its result, or a retry after its backoff.
+  void Settle(std::unique_ptr<Item> item, absl::StatusOr<ExportJob> result) {
+    if (result.ok() || !IsRetryable(options_->retry, result.status().code()) ||
+        item->tries >= std::max(1, options_->retry.max_attempts)) {
+      return std::move(item->done)(std::move(result));
+    }
+    absl::Duration wait;
+    {
+      absl::MutexLock lock(&mu_);
+      wait = Jittered(item->backoff, random_);
+    }
+    const absl::Time due = absl::Now() + wait;
+    if (due >= item->deadline) return std::move(item->done)(std::move(result));
+    item->backoff = std::min(item->backoff * 2, options_->retry.max_backoff);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!closing_) {
+        if (!retrier_.joinable()) retrier_ = std::thread([this] { RetryLoop(); });
+        if (delayed_.empty() || due < delayed_.begin()->first) wake_retrier_ = true;
+        delayed_.emplace(due, std::move(item));
+        return;
+      }
+    }
+    std::move(item->done)(std::move(result));
+  }
+
+  // The retry thread: queues each delayed item when its backoff is over.
+  void RetryLoop() {
+    absl::MutexLock lock(&mu_);
+    while (!closing_) {
+      const absl::Time now = absl::Now();
+      bool due = false;
+      while (!delayed_.empty() && delayed_.begin()->first <= now) {
+        queue_.push_back(std::move(delayed_.begin()->second));
+        delayed_.erase(delayed_.begin());
+        due = true;
+      }
+      if (due) {
+        mu_.Unlock();
+        Pump();
+        mu_.Lock();
+        continue;
+      }
+      const absl::Time next = delayed_.empty() ? absl::InfiniteFuture() : delayed_.begin()->first;
+      wake_retrier_ = false;
+      mu_.AwaitWithDeadline(absl::Condition(&wake_retrier_), next);
+    }
+  }
+
+  ExportService::Stub* const stub_;
+  const CallOptions* const options_;
+  const CoalesceOptions coalesce_;
+
+  absl::Mutex mu_;
+  std::deque<std::unique_ptr<Item>> queue_ ABSL_GUARDED_BY(mu_);
+  std::multimap<absl::Time, std::unique_ptr<Item>> delayed_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool in_flight_zero_ ABSL_GUARDED_BY(mu_) = true;
+  bool unimplemented_ ABSL_GUARDED_BY(mu_) = false;
+  int max_batch_size_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_retrier_ ABSL_GUARDED_BY(mu_) = false;
+  absl::BitGen random_ ABSL_GUARDED_BY(mu_);
+  std::thread retrier_;
+};
+
+ExportClient::ExportClient(std::shared_ptr<grpc::Channel> channel, CallOptions options,
+                           CoalesceOptions coalesce)
+    : options_(std::move(options)),
+      impl_(std::make_unique<Impl>(std::move(channel), &options_)),
+      coalescer_(std::make_unique<Coalescer>(impl_->stub.get(), &options_, coalesce)),
+      coalesce_(coalesce.enabled) {}
 
 ExportClient::~ExportClient() = default;
 
 absl::StatusOr<ExportJob> ExportClient::Create(exportjobs::v1::CreateExportJobRequest request,
                                                CancelToken* cancel) {
-  if (request.request_id().empty()) {
-    absl::BitGen random;
-    request.set_request_id(absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(random),
-                                           absl::Uniform<uint64_t>(random)));
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  if (cancel == nullptr && coalesce_) {
+    absl::Notification done;
+    absl::StatusOr<ExportJob> result;
+    CreateAsync(std::move(request), [&](absl::StatusOr<ExportJob> job) {
+      result = std::move(job);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
   }
   ExportJob job;
   absl::Status status = RunUnary(impl_->MakePlan(cancel), *impl_->stub,
                                  &ExportService::Stub::CreateExportJob, request, &job);
   if (!status.ok()) return status;
   return job;
+}
+
+void ExportClient::CreateAsync(exportjobs::v1::CreateExportJobRequest request,
+                               CreateCallback done) {
+  std::vector<std::unique_ptr<Coalescer::Item>> items;
+  items.push_back(coalescer_->MakeItem(std::move(request), std::move(done)));
+  coalescer_->Submit(std::move(items));
+}
+
+std::vector<absl::StatusOr<ExportJob>> ExportClient::CreateMany(
+    std::vector<exportjobs::v1::CreateExportJobRequest> requests) {
+  std::vector<absl::StatusOr<ExportJob>> results(requests.size(),
+                                                 absl::UnknownError("not answered"));
+  absl::BlockingCounter left(static_cast<int>(requests.size()));
+  std::vector<std::unique_ptr<Coalescer::Item>> items;
+  items.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    items.push_back(coalescer_->MakeItem(
+        std::move(requests[i]), [&results, &left, i](absl::StatusOr<ExportJob> job) {
+          if (!job.ok()) {
+            // Named by the caller's index (the client's batches are its own business).
+            absl::Status named(job.status().code(),
+                               absl::StrCat("requests[", i, "].", job.status().message()));
+            job.status().ForEachPayload(
+                [&named](absl::string_view type_url, const absl::Cord& payload) {
+                  named.SetPayload(type_url, payload);
+                });
+            job = named;
+          }
+          results[i] = std::move(job);
+          left.DecrementCount();
+        }));
+  }
+  if (items.empty()) return results;
+  if (coalesce_) {
+    coalescer_->Submit(std::move(items));
+  } else {
+    coalescer_->SendTogether(std::move(items));
+  }
+  left.Wait();
+  return results;
 }
 
 absl::StatusOr<ExportJob> ExportClient::Get(std::string_view id, CancelToken* cancel) {

@@ -21,10 +21,19 @@
 // A CancelToken passed to a call cancels it (and its retries, and the backoff before them) from
 // another thread: the call returns CANCELLED promptly.
 //
+// Creates are coalesced (CoalesceOptions): while a few create calls are in flight, further
+// creates (Create, CreateAsync, CreateMany) wait and leave together in one BatchCreateExportJobs
+// call when one of those calls is answered, so that many concurrent creates cost a few calls and
+// share the server's group commits. A create made while fewer calls are in flight leaves at once,
+// as its own CreateExportJob call. Each create keeps its own request_id, deadline, retries and
+// result. Against a server without BatchCreateExportJobs (UNIMPLEMENTED), every create is its own
+// CreateExportJob call from then on.
+//
 // Thread safety: ExportClient and WorkerClient are thread-safe; share one per process (calls
-// share the channel's connection). CancelToken is thread-safe. Every call blocks the calling
-// thread until it is answered (the synchronous gRPC API); callbacks (on_event, sink, read,
-// rewind) run on the calling thread.
+// share the channel's connection). CancelToken is thread-safe. Every call but CreateAsync blocks
+// the calling thread until it is answered (the synchronous gRPC API); callbacks (on_event, sink,
+// read, rewind) run on the calling thread. CreateAsync's callback runs on a gRPC thread (or one
+// of the client's own) and must not block.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +45,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -75,6 +85,21 @@ struct CallOptions {
   // Sent with every try of every call, e.g. {"x-request-source", "nightly"}. Keys must be
   // lowercase (gRPC fails a call whose metadata key is not).
   std::vector<std::pair<std::string, std::string>> metadata;
+};
+
+// How ExportClient coalesces concurrent creates (see the file comment).
+struct CoalesceOptions {
+  // False: Create and CreateAsync make one CreateExportJob call per create (CreateMany still
+  // sends its items in BatchCreateExportJobs calls).
+  bool enabled = true;
+  // Create calls in flight at once before further creates wait for the next batch. No timer: a
+  // waiting create leaves as soon as one of those calls is answered.
+  int max_calls_in_flight = 2;
+  // Most creates in one BatchCreateExportJobs call (the server accepts --max_batch_creates, 1000
+  // by default; a server that accepts fewer is followed, halving the batch until it does), and
+  // most bytes of their requests (a larger request leaves alone).
+  int max_batch_size = 500;
+  int64_t max_batch_bytes = int64_t{1} << 20;
 };
 
 // TLS for a channel: PEM files. ca_file: the CA that signed the server's certificate (empty:
@@ -134,7 +159,10 @@ class CancelToken {
 // ExportService: create, read, watch and download export jobs.
 class ExportClient {
  public:
-  ExportClient(std::shared_ptr<grpc::Channel> channel, CallOptions options = {});
+  ExportClient(std::shared_ptr<grpc::Channel> channel, CallOptions options = {},
+               CoalesceOptions coalesce = {});
+  // Waits for the creates in flight to be answered (their callbacks run); creates still waiting
+  // for a retry or a batch end CANCELLED.
   ~ExportClient();
 
   ExportClient(const ExportClient&) = delete;
@@ -145,8 +173,22 @@ class ExportClient {
   // CreateExportJob. When request.request_id is empty, one is generated (random, 32 hex digits)
   // before the first try, so that a retry after UNAVAILABLE can't create a second job; the
   // returned job's request_id tells which.
+  // Coalesced with concurrent creates (CoalesceOptions) unless `cancel` is given: a cancellable
+  // create is its own CreateExportJob call.
   absl::StatusOr<exportjobs::v1::ExportJob> Create(exportjobs::v1::CreateExportJobRequest request,
                                                    CancelToken* cancel = nullptr);
+
+  using CreateCallback = absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::ExportJob>) &&>;
+  // Create without waiting: `done` gets the result (exactly once, on a gRPC thread or one of the
+  // client's, never on the calling thread) with the same request_id, deadline (from now),
+  // retries and errors as Create. `done` must not block; it may call CreateAsync.
+  void CreateAsync(exportjobs::v1::CreateExportJobRequest request, CreateCallback done);
+
+  // Creates several jobs, each as Create would (its own request_id, generated when empty, its
+  // own retries), sent together in BatchCreateExportJobs calls. Not atomic: one result per
+  // request, in order; an error's message names the item ("requests[3].entity_type: ...").
+  std::vector<absl::StatusOr<exportjobs::v1::ExportJob>> CreateMany(
+      std::vector<exportjobs::v1::CreateExportJobRequest> requests);
   absl::StatusOr<exportjobs::v1::ExportJob> Get(std::string_view id, CancelToken* cancel = nullptr);
   absl::StatusOr<exportjobs::v1::ListExportJobsResponse> List(
       const exportjobs::v1::ListExportJobsRequest& request, CancelToken* cancel = nullptr);
@@ -203,8 +245,12 @@ class ExportClient {
 
  private:
   class Impl;
+  class Coalescer;
   const CallOptions options_;
   std::unique_ptr<Impl> impl_;
+  // Destroyed before impl_ (its stub): waits for the creates in flight.
+  std::unique_ptr<Coalescer> coalescer_;
+  const bool coalesce_;
 };
 
 // Per-call settings of a WorkerClient call, beside its options().

@@ -12,6 +12,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -172,7 +173,8 @@ class ScriptedStream final : public grpc::ServerWriteReactor<ExportJobEvent> {
 class FaultProxy final : public ExportService::CallbackService {
  public:
   // What the proxy does with one call of a method (calls past the script are forwarded).
-  enum class Action { kForward, kFailBefore, kFailAfter, kHang };
+  // kHold: forwarded only at ReleaseHeld().
+  enum class Action { kForward, kFailBefore, kFailAfter, kHang, kHold };
   struct Step {
     Action action = Action::kForward;
     grpc::StatusCode code = grpc::StatusCode::OK;
@@ -180,6 +182,7 @@ class FaultProxy final : public ExportService::CallbackService {
   static Step FailBefore(grpc::StatusCode code) { return {Action::kFailBefore, code}; }
   static Step FailAfter(grpc::StatusCode code) { return {Action::kFailAfter, code}; }
   static Step Hang() { return {Action::kHang, grpc::StatusCode::OK}; }
+  static Step Hold() { return {Action::kHold, grpc::StatusCode::OK}; }
 
   // One stream of a watch method: events, then the status it ends with.
   struct StreamScript {
@@ -203,6 +206,7 @@ class FaultProxy final : public ExportService::CallbackService {
     address_ = Cat("127.0.0.1:", port);
   }
   ~FaultProxy() override {
+    ReleaseHeld();  // A held call left would keep Shutdown waiting for it.
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
 
@@ -238,6 +242,28 @@ class FaultProxy final : public ExportService::CallbackService {
                                             ExportJob* response) override {
     return Unary(context, "Create", request, response,
                  [this](auto... args) { backend_->async()->CreateExportJob(args...); });
+  }
+  grpc::ServerUnaryReactor* BatchCreateExportJobs(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::BatchCreateExportJobsRequest* request,
+      exportjobs::v1::BatchCreateExportJobsResponse* response) override {
+    return Unary(context, "Batch", request, response,
+                 [this](auto... args) { backend_->async()->BatchCreateExportJobs(args...); });
+  }
+  // Waits (at most 30 s) until `count` calls are held (Step Hold).
+  bool AwaitHeld(size_t count) const {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&] { return held_.size() >= count; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(30));
+  }
+  // Forwards the calls held so far (Step Hold).
+  void ReleaseHeld() {
+    std::vector<std::function<void()>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      held.swap(held_);
+    }
+    for (auto& forward : held) forward();
   }
   grpc::ServerUnaryReactor* GetExportJob(grpc::CallbackServerContext* context,
                                          const exportjobs::v1::GetExportJobRequest* request,
@@ -311,16 +337,24 @@ class FaultProxy final : public ExportService::CallbackService {
       reactor->Finish(grpc::Status(step.code, "injected before forwarding"));
       return reactor;
     }
-    auto* forwarded = new grpc::ClientContext();
-    forwarded->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    forward(forwarded, request, response,
-            std::function<void(grpc::Status)>([reactor, forwarded, step](grpc::Status status) {
-              delete forwarded;
-              if (step.action == Action::kFailAfter) {
-                status = grpc::Status(step.code, "injected after forwarding");
-              }
-              reactor->Finish(status);
-            }));
+    auto send = [forward, request, response, reactor, step]() mutable {
+      auto* forwarded = new grpc::ClientContext();
+      forwarded->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      forward(forwarded, request, response,
+              std::function<void(grpc::Status)>([reactor, forwarded, step](grpc::Status status) {
+                delete forwarded;
+                if (step.action == Action::kFailAfter) {
+                  status = grpc::Status(step.code, "injected after forwarding");
+                }
+                reactor->Finish(status);
+              }));
+    };
+    if (step.action == Action::kHold) {
+      absl::MutexLock lock(&mu_);
+      held_.push_back(std::move(send));
+      return reactor;
+    }
+    send();
     return reactor;
   }
 
@@ -347,6 +381,7 @@ class FaultProxy final : public ExportService::CallbackService {
   std::map<std::string, std::deque<Step>> steps_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::deque<StreamScript>> streams_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<Call>> calls_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> held_ ABSL_GUARDED_BY(mu_);
 };
 
 ExportJobEvent Event(const std::string& id, int64_t revision,
@@ -945,5 +980,269 @@ TEST(ExportClientRestartTest, WatchResumesAcrossAServerRestart) {
   EXPECT_EQ(log.Events().back().job().status(), exportjobs::v1::EXPORT_JOB_STATUS_FAILED);
 }
 
+// --- Batched and coalesced creates ---------------------------------------------------------
+
+// Results of CreateAsync calls, collected on gRPC threads and awaited on the test's.
+class AsyncResults {
+ public:
+  ExportClient::CreateCallback Callback() {
+    return [this](absl::StatusOr<ExportJob> job) {
+      absl::MutexLock lock(&mu_);
+      results_.push_back(std::move(job));
+    };
+  }
+  // Waits (at most 30 s) for `count` results.
+  std::vector<absl::StatusOr<ExportJob>> Await(size_t count) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&] { return results_.size() >= count; };
+    EXPECT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(30)));
+    return results_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<absl::StatusOr<ExportJob>> results_ ABSL_GUARDED_BY(mu_);
+};
+
+// The requests a proxied call carried: one for Create, the batch's for Batch.
+size_t Carried(const FaultProxy::Call& call) {
+  if (auto* batch =
+          dynamic_cast<const exportjobs::v1::BatchCreateExportJobsRequest*>(call.request.get())) {
+    return static_cast<size_t>(batch->requests_size());
+  }
+  return 1;
+}
+
+std::set<std::string> Ids(const std::vector<absl::StatusOr<ExportJob>>& results) {
+  std::set<std::string> ids;
+  for (const auto& job : results) {
+    EXPECT_OK(job);
+    if (job.ok()) ids.insert(job->id());
+  }
+  return ids;
+}
+
+int ListedJobs(TestServer& server) {
+  exportjobs::v1::ListExportJobsRequest request;
+  request.set_page_size(1000);
+  exportjobs::v1::ListExportJobsResponse listed;
+  EXPECT_TRUE(server.List(request, &listed).ok());
+  return listed.jobs_size();
+}
+
+TEST_F(ExportClientTest, CreateManyAnswersEachRequestInOrderNamingFailedItems) {
+  CreateExportJobRequest no_entity;
+  CreateExportJobRequest first = AccountsRequest();
+  first.set_request_id("many-1");
+  const std::vector<absl::StatusOr<ExportJob>> results = client_.CreateMany(
+      {first, no_entity, first, AccountsRequest(exportjobs::v1::ENTITY_TYPE_PEOPLE)});
+  ASSERT_THAT(results, SizeIs(4));
+  ASSERT_OK(results[0]);
+  EXPECT_EQ(results[0]->request_id(), "many-1");
+  EXPECT_THAT(results[1], StatusIs(absl::StatusCode::kInvalidArgument,
+                                   ::testing::StartsWith("requests[1].entity_type: ")));
+  ASSERT_OK(results[2]);
+  EXPECT_EQ(results[2]->id(), results[0]->id());  // the same request_id: the same job
+  ASSERT_OK(results[3]);
+  EXPECT_EQ(results[3]->entity_type(), exportjobs::v1::ENTITY_TYPE_PEOPLE);
+  EXPECT_THAT(results[3]->request_id(), MatchesRegex("[0-9a-f]{32}"));  // generated
+  EXPECT_EQ(ListedJobs(server_), 2);
+}
+
+TEST_F(ExportClientTest, ConcurrentCreatesFromManyThreadsAllSucceedWithJobsOfTheirOwn) {
+  constexpr int kThreads = 8;
+  constexpr int kEach = 8;
+  std::vector<std::vector<ExportJob>> created(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        absl::StatusOr<ExportJob> job = client_.Create(AccountsRequest());
+        EXPECT_OK(job);
+        if (job.ok()) created[t].push_back(*job);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::set<std::string> ids;
+  for (const auto& jobs : created) {
+    for (const ExportJob& job : jobs) ids.insert(job.id());
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(ListedJobs(server_), kThreads * kEach);
+}
+
+class CoalescingTest : public ::testing::Test {
+ protected:
+  explicit CoalescingTest(CoalesceOptions coalesce = OneCallInFlight())
+      : proxy_(server_.address()),
+        client_(MakeChannel(proxy_.address()), FastRetries(), coalesce) {}
+
+  static CoalesceOptions OneCallInFlight() {
+    CoalesceOptions coalesce;
+    coalesce.max_calls_in_flight = 1;
+    return coalesce;
+  }
+
+  // Starts a create whose call the proxy holds (so that it stays in flight), and waits until the
+  // proxy has it.
+  void HoldOneCreate(AsyncResults& results) {
+    proxy_.Script("Create", {FaultProxy::Hold()});
+    client_.CreateAsync(AccountsRequest(), results.Callback());
+    ASSERT_TRUE(proxy_.AwaitHeld(1));
+  }
+
+  TestServer server_;
+  FaultProxy proxy_;
+  ExportClient client_;
+};
+
+TEST_F(CoalescingTest, CreatesMadeWhileACallIsInFlightLeaveTogetherInOneBatch) {
+  AsyncResults results;
+  HoldOneCreate(results);
+  // 63 creates while the first is in flight: they wait for it (no call leaves).
+  for (int i = 0; i < 63; ++i) client_.CreateAsync(AccountsRequest(), results.Callback());
+  EXPECT_THAT(proxy_.Calls("Batch"), IsEmpty());
+  proxy_.ReleaseHeld();
+
+  const std::vector<absl::StatusOr<ExportJob>> all = results.Await(64);
+  ASSERT_THAT(all, SizeIs(64));
+  EXPECT_EQ(Ids(all).size(), 64u);
+  std::set<std::string> request_ids;
+  for (const auto& job : all) {
+    if (job.ok()) request_ids.insert(job->request_id());
+  }
+  EXPECT_EQ(request_ids.size(), 64u);
+  // Two calls for 64 creates: the first alone, the other 63 in one batch.
+  EXPECT_THAT(proxy_.Calls("Create"), SizeIs(1));
+  const std::vector<FaultProxy::Call> batches = proxy_.Calls("Batch");
+  ASSERT_THAT(batches, SizeIs(1));
+  EXPECT_EQ(Carried(batches[0]), 63u);
+  EXPECT_EQ(ListedJobs(server_), 64);
+}
+
+TEST_F(CoalescingTest, ASyncCreateAloneLeavesAtOnceAsItsOwnCall) {
+  ASSERT_OK(client_.Create(AccountsRequest()));
+  EXPECT_THAT(proxy_.Calls("Create"), SizeIs(1));
+  EXPECT_THAT(proxy_.Calls("Batch"), IsEmpty());
+}
+
+TEST_F(CoalescingTest, ItemsOfABatchWhoseAnswerWasLostAreRetriedIntoTheSameJobs) {
+  AsyncResults results;
+  HoldOneCreate(results);
+  // The batch creates its jobs, but its answer is lost: each item is retried with its
+  // request_id.
+  proxy_.Script("Batch", {FaultProxy::FailAfter(grpc::StatusCode::UNAVAILABLE)});
+  for (int i = 0; i < 10; ++i) client_.CreateAsync(AccountsRequest(), results.Callback());
+  proxy_.ReleaseHeld();
+
+  const std::vector<absl::StatusOr<ExportJob>> all = results.Await(11);
+  EXPECT_EQ(Ids(all).size(), 11u);
+  EXPECT_EQ(ListedJobs(server_), 11);  // no duplicates
+  // Every retried item carried the request_id of its first try.
+  std::multiset<std::string> sent;
+  for (const FaultProxy::Call& call : proxy_.Calls("Batch")) {
+    for (const auto& request :
+         static_cast<const exportjobs::v1::BatchCreateExportJobsRequest&>(*call.request)
+             .requests()) {
+      sent.insert(request.request_id());
+    }
+  }
+  for (const FaultProxy::Call& call : proxy_.Calls("Create")) {
+    sent.insert(static_cast<const CreateExportJobRequest&>(*call.request).request_id());
+  }
+  for (const auto& job : all) {
+    if (job.ok()) {
+      EXPECT_GE(sent.count(job->request_id()), 1u);
+    }
+  }
+  EXPECT_EQ(sent.size(), 21u);  // 1 + 10 sent twice
+}
+
+TEST_F(CoalescingTest, PerItemErrorsReachTheirOwnCallersWithoutTheBatchIndex) {
+  AsyncResults results;
+  HoldOneCreate(results);
+  CreateExportJobRequest bad = AccountsRequest();
+  bad.add_fields("no_such_field");
+  absl::Notification bad_done;
+  absl::Status bad_status;
+  client_.CreateAsync(AccountsRequest(), results.Callback());
+  client_.CreateAsync(bad, [&](absl::StatusOr<ExportJob> job) {
+    bad_status = job.status();
+    bad_done.Notify();
+  });
+  client_.CreateAsync(AccountsRequest(), results.Callback());
+  proxy_.ReleaseHeld();
+  ASSERT_TRUE(bad_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_THAT(bad_status,
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::StartsWith("fields[2]: ")));
+  EXPECT_EQ(Ids(results.Await(3)).size(), 3u);
+  EXPECT_THAT(proxy_.Calls("Batch"), SizeIs(1));
+}
+
+TEST_F(CoalescingTest, AServerWithoutBatchCreateGetsOneCallPerCreateFromThenOn) {
+  AsyncResults results;
+  HoldOneCreate(results);
+  proxy_.Script("Batch", {FaultProxy::FailBefore(grpc::StatusCode::UNIMPLEMENTED)});
+  for (int i = 0; i < 5; ++i) client_.CreateAsync(AccountsRequest(), results.Callback());
+  proxy_.ReleaseHeld();
+  EXPECT_EQ(Ids(results.Await(6)).size(), 6u);
+  EXPECT_THAT(proxy_.Calls("Batch"), SizeIs(1));
+  EXPECT_THAT(proxy_.Calls("Create"), SizeIs(6));
+
+  // Remembered: concurrent creates now leave one call each, without waiting for a slot.
+  AsyncResults later;
+  HoldOneCreate(later);  // the proxy's 7th Create
+  for (int i = 0; i < 4; ++i) client_.CreateAsync(AccountsRequest(), later.Callback());
+  ASSERT_TRUE(proxy_.AwaitCalls("Create", 11));
+  proxy_.ReleaseHeld();
+  EXPECT_EQ(Ids(later.Await(5)).size(), 5u);
+  EXPECT_THAT(proxy_.Calls("Batch"), SizeIs(1));
+  EXPECT_EQ(ListedJobs(server_), 11);
+}
+
+TEST_F(CoalescingTest, AServerThatTakesSmallerBatchesIsFollowed) {
+  ServerOptions options;
+  options.create_limits.max_batch_creates = 4;
+  TestServer small(options);
+  FaultProxy proxy(small.address());
+  ExportClient client(MakeChannel(proxy.address()), FastRetries(), OneCallInFlight());
+  AsyncResults results;
+  proxy.Script("Create", {FaultProxy::Hold()});
+  client.CreateAsync(AccountsRequest(), results.Callback());
+  ASSERT_TRUE(proxy.AwaitHeld(1));
+  for (int i = 0; i < 10; ++i) client.CreateAsync(AccountsRequest(), results.Callback());
+  proxy.ReleaseHeld();
+  EXPECT_EQ(Ids(results.Await(11)).size(), 11u);
+  EXPECT_EQ(ListedJobs(small), 11);
+}
+
+class CoalescingOffTest : public CoalescingTest {
+ protected:
+  CoalescingOffTest() : CoalescingTest(Off()) {}
+  static CoalesceOptions Off() {
+    CoalesceOptions coalesce;
+    coalesce.enabled = false;
+    return coalesce;
+  }
+};
+
+TEST_F(CoalescingOffTest, EveryCreateIsItsOwnCallButCreateManyStillBatches) {
+  AsyncResults results;
+  HoldOneCreate(results);
+  for (int i = 0; i < 5; ++i) client_.CreateAsync(AccountsRequest(), results.Callback());
+  // They leave at once, each alone, while the first is still in flight.
+  ASSERT_TRUE(proxy_.AwaitCalls("Create", 6));
+  proxy_.ReleaseHeld();
+  EXPECT_EQ(Ids(results.Await(6)).size(), 6u);
+  EXPECT_THAT(proxy_.Calls("Batch"), IsEmpty());
+
+  const std::vector<absl::StatusOr<ExportJob>> many =
+      client_.CreateMany({AccountsRequest(), AccountsRequest(), AccountsRequest()});
+  EXPECT_EQ(Ids(many).size(), 3u);
+  const std::vector<FaultProxy::Call> batches = proxy_.Calls("Batch");
+  ASSERT_THAT(batches, SizeIs(1));
+  EXPECT_EQ(Carried(batches[0]), 3u);
+}
 }  // namespace
 }  // namespace exportd::client
