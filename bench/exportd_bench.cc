@@ -9,7 +9,10 @@
 // min and max. --measurements selects them (default all, in this order):
 //
 //   create        creates with exactly C calls in flight (the callback API, one process), for
-//                 each C in --create_concurrency: throughput and latency.
+//                 each C in --create_concurrency: throughput and latency. Then (lines
+//                 "create_coalesced") the client library's path: C creates outstanding through
+//                 one ExportClient's CreateAsync, for each C in --create_coalesced_concurrency;
+//                 the client coalesces them into BatchCreateExportJobs calls.
 //   watch         (lines "watch_fanout") W WatchExportJobs watchers, then creates at
 //                 --update_rate per second; the latency from sending a create to each watcher
 //                 receiving its event.
@@ -49,6 +52,7 @@
 #include "bench/bench_common.h"
 #include "bench/server_measurements.h"
 #include "bench/worker_measurements.h"
+#include "client/export_client.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "tests/support/server_process.h"
 
@@ -63,6 +67,12 @@ ABSL_FLAG(std::string, server_binary, EXPORT_SERVER_PATH,
 ABSL_FLAG(bool, server_log, false, "Copy the started server's stderr to this stderr");
 ABSL_FLAG(std::string, create_concurrency, "1,64",
           "Comma-separated numbers of create calls kept in flight, one measurement each");
+ABSL_FLAG(std::string, create_coalesced_concurrency, "1,64",
+          "Comma-separated numbers of creates kept outstanding through the client library's "
+          "CreateAsync (coalesced into batch calls), one measurement each; empty: none");
+ABSL_FLAG(int, create_coalesced_calls, exportd::client::CoalesceOptions{}.max_calls_in_flight,
+          "The client library's create calls in flight before further creates wait for the next "
+          "batch (CoalesceOptions::max_calls_in_flight)");
 ABSL_FLAG(double, create_seconds, 5, "Measured seconds of each create measurement");
 ABSL_FLAG(double, warmup_seconds, 1, "Unmeasured seconds before each create measurement");
 ABSL_FLAG(int, watchers, 1000, "WatchExportJobs streams of the fan-out measurement (0 skips it)");
@@ -110,6 +120,8 @@ CreateExportJobRequest MakeRequest(int n, const std::string& request_id) {
 // create: C calls always in flight.
 
 struct CreateResult {
+  // "create" (unary calls) or "create_coalesced" (the client library).
+  std::string bench = "create";
   int in_flight = 0;
   int64_t ops = 0;
   int64_t errors = 0;
@@ -121,10 +133,10 @@ struct CreateResult {
 
   std::string Json() const {
     return absl::StrFormat(
-        R"({"bench":"create","in_flight":%d,"ops":%d,"seconds":%.3f,"ops_per_sec":%.1f,)"
+        R"({"bench":"%s","in_flight":%d,"ops":%d,"seconds":%.3f,"ops_per_sec":%.1f,)"
         R"("p50_us":%.1f,"p99_us":%.1f,"max_us":%.1f,"errors":%d})",
-        in_flight, ops, seconds, ops_per_sec(), latency.p50_us, latency.p99_us, latency.max_us,
-        errors);
+        bench, in_flight, ops, seconds, ops_per_sec(), latency.p50_us, latency.p99_us,
+        latency.max_us, errors);
   }
 };
 
@@ -433,41 +445,147 @@ FanoutResult RunFanout(const std::string& address, int run, int watchers, int pe
 }
 
 // ---------------------------------------------------------------------------------------------
+// create_coalesced: the same load through the client library. Keeps exactly `in_flight` creates
+// outstanding with ExportClient::CreateAsync (each callback starts the next create); the client
+// sends them alone or together in BatchCreateExportJobs calls. Each create gets a request_id
+// from the client, as Create does. Thread-safe; used once.
+class CoalescedCreateLoad {
+ public:
+  CoalescedCreateLoad(client::ExportClient* client, int in_flight)
+      : client_(client), slots_(in_flight) {
+    for (int i = 0; i < in_flight; ++i) slots_[i].request = MakeRequest(i, "");
+  }
+
+  CreateResult Run(absl::Duration warmup, absl::Duration measure) {
+    const int64_t start = NowNanos();
+    window_start_ns_ = start + absl::ToInt64Nanoseconds(warmup);
+    window_end_ns_ = window_start_ns_ + absl::ToInt64Nanoseconds(measure);
+    for (Slot& slot : slots_) Start(&slot);
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(warmup + measure));
+    stop_ = true;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      finished_.wait(lock, [&] { return stopped_slots_ == slots_.size(); });
+    }
+    CreateResult result;
+    result.bench = "create_coalesced";
+    result.in_flight = static_cast<int>(slots_.size());
+    result.seconds = static_cast<double>(window_end_ns_ - window_start_ns_) / 1e9;
+    std::vector<int64_t> latencies;
+    for (Slot& slot : slots_) {
+      result.ops += static_cast<int64_t>(slot.latencies_ns.size());
+      result.errors += slot.errors;
+      if (result.first_error.empty()) result.first_error = slot.first_error;
+      latencies.insert(latencies.end(), slot.latencies_ns.begin(), slot.latencies_ns.end());
+    }
+    result.latency = Latency::Of(std::move(latencies));
+    return result;
+  }
+
+ private:
+  // One chain of creates; touched only by the callback of its current create.
+  struct Slot {
+    CreateExportJobRequest request;
+    int64_t started_ns = 0;
+    std::vector<int64_t> latencies_ns;
+    int64_t errors = 0;
+    std::string first_error;
+  };
+
+  void Start(Slot* slot) {
+    slot->started_ns = NowNanos();
+    client_->CreateAsync(
+        slot->request, [this, slot](absl::StatusOr<ExportJob> job) { OnDone(slot, job.status()); });
+  }
+
+  void OnDone(Slot* slot, const absl::Status& status) {
+    const int64_t now = NowNanos();
+    if (!status.ok()) {
+      ++slot->errors;
+      if (slot->first_error.empty()) slot->first_error = status.ToString();
+    } else if (now >= window_start_ns_ && now <= window_end_ns_) {
+      slot->latencies_ns.push_back(now - slot->started_ns);
+    }
+    if (!stop_.load()) {
+      Start(slot);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stopped_slots_;
+    finished_.notify_all();
+  }
+
+  client::ExportClient* const client_;
+  std::vector<Slot> slots_;
+  int64_t window_start_ns_ = 0;  // Written before the first create starts.
+  int64_t window_end_ns_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable finished_;
+  size_t stopped_slots_ = 0;  // Guarded by mu_.
+};
+
 // Runs and summaries.
 
 // Each Run* returns 0 when every run succeeded, 1 when some failed, 2 for unusable flags.
 
+// The numbers of a comma-separated flag, or an error naming it.
+bool ParseCounts(const char* flag, const std::string& text, std::vector<int>* counts) {
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int value;
+    if (!absl::SimpleAtoi(part, &value) || value <= 0) {
+      std::cerr << "--" << flag << ": \"" << part << "\" is not a positive number\n";
+      return false;
+    }
+    counts->push_back(value);
+  }
+  return true;
+}
+
 int RunCreate(const std::string& address, int runs, absl::Duration deadline) {
   int failures = 0;
   std::vector<int> concurrencies;
-  for (absl::string_view part :
-       absl::StrSplit(absl::GetFlag(FLAGS_create_concurrency), ',', absl::SkipWhitespace())) {
-    int value;
-    if (!absl::SimpleAtoi(part, &value) || value <= 0) {
-      std::cerr << "--create_concurrency: \"" << part << "\" is not a positive number\n";
-      return 2;
-    }
-    concurrencies.push_back(value);
+  std::vector<int> coalesced;
+  if (!ParseCounts("create_concurrency", absl::GetFlag(FLAGS_create_concurrency), &concurrencies) ||
+      !ParseCounts("create_coalesced_concurrency",
+                   absl::GetFlag(FLAGS_create_coalesced_concurrency), &coalesced)) {
+    return 2;
   }
 
   auto channel = NewChannel(address, -1);
   auto stub = ExportService::NewStub(channel);
-  for (int in_flight : concurrencies) {
+  client::CallOptions call_options;
+  call_options.timeout = deadline;
+  // A channel of its own, as a process using the library would have.
+  client::CoalesceOptions coalesce;
+  coalesce.max_calls_in_flight = absl::GetFlag(FLAGS_create_coalesced_calls);
+  client::ExportClient library(NewChannel(address, -2), call_options, coalesce);
+  std::vector<std::pair<std::string, int>> loads;
+  for (int in_flight : concurrencies) loads.emplace_back("create", in_flight);
+  for (int in_flight : coalesced) loads.emplace_back("create_coalesced", in_flight);
+  for (const auto& [bench, in_flight] : loads) {
     std::vector<CreateResult> results;
     for (int run = 0; run < runs; ++run) {
-      CreateLoad load(stub.get(), in_flight, deadline);
-      CreateResult result = load.Run(absl::Seconds(absl::GetFlag(FLAGS_warmup_seconds)),
-                                     absl::Seconds(absl::GetFlag(FLAGS_create_seconds)));
+      const absl::Duration warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_seconds));
+      const absl::Duration measure = absl::Seconds(absl::GetFlag(FLAGS_create_seconds));
+      CreateResult result;
+      if (bench == "create") {
+        CreateLoad load(stub.get(), in_flight, deadline);
+        result = load.Run(warmup, measure);
+      } else {
+        CoalescedCreateLoad load(&library, in_flight);
+        result = load.Run(warmup, measure);
+      }
       PrintLine(result.Json());
       if (result.errors > 0) {
         ++failures;
-        std::cerr << "create at " << in_flight << " in flight: " << result.errors
+        std::cerr << bench << " at " << in_flight << " in flight: " << result.errors
                   << " errors, first: " << result.first_error << "\n";
       }
       results.push_back(std::move(result));
     }
     PrintLine(absl::StrCat(
-        R"({"bench":"create","summary":true,"in_flight":)", in_flight, R"(,"runs":)", runs,
+        R"({"bench":")", bench, R"(","summary":true,"in_flight":)", in_flight, R"(,"runs":)", runs,
         R"(,"ops_per_sec":)",
         SpreadOf(results, [](const CreateResult& r) { return r.ops_per_sec(); }).Json(),
         R"(,"p50_us":)",
