@@ -560,14 +560,19 @@ int RunCreate(const std::string& address, int runs, absl::Duration deadline) {
   client::CoalesceOptions coalesce;
   coalesce.max_calls_in_flight = absl::GetFlag(FLAGS_create_coalesced_calls);
   client::ExportClient library(NewChannel(address, -2), call_options, coalesce);
+  // Each run measures every load once, unary and coalesced side by side at each count, so that
+  // the loads of one run see a store of about the same size (it grows with every create).
   std::vector<std::pair<std::string, int>> loads;
   for (int in_flight : concurrencies) loads.emplace_back("create", in_flight);
   for (int in_flight : coalesced) loads.emplace_back("create_coalesced", in_flight);
-  for (const auto& [bench, in_flight] : loads) {
-    std::vector<CreateResult> results;
-    for (int run = 0; run < runs; ++run) {
-      const absl::Duration warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_seconds));
-      const absl::Duration measure = absl::Seconds(absl::GetFlag(FLAGS_create_seconds));
+  std::stable_sort(loads.begin(), loads.end(),
+                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::vector<std::vector<CreateResult>> results(loads.size());
+  const absl::Duration warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_seconds));
+  const absl::Duration measure = absl::Seconds(absl::GetFlag(FLAGS_create_seconds));
+  for (int run = 0; run < runs; ++run) {
+    for (size_t i = 0; i < loads.size(); ++i) {
+      const auto& [bench, in_flight] = loads[i];
       CreateResult result;
       if (bench == "create") {
         CreateLoad load(stub.get(), in_flight, deadline);
@@ -582,18 +587,21 @@ int RunCreate(const std::string& address, int runs, absl::Duration deadline) {
         std::cerr << bench << " at " << in_flight << " in flight: " << result.errors
                   << " errors, first: " << result.first_error << "\n";
       }
-      results.push_back(std::move(result));
+      results[i].push_back(std::move(result));
     }
+  }
+  for (size_t i = 0; i < loads.size(); ++i) {
+    const auto& [bench, in_flight] = loads[i];
     PrintLine(absl::StrCat(
         R"({"bench":")", bench, R"(","summary":true,"in_flight":)", in_flight, R"(,"runs":)", runs,
         R"(,"ops_per_sec":)",
-        SpreadOf(results, [](const CreateResult& r) { return r.ops_per_sec(); }).Json(),
+        SpreadOf(results[i], [](const CreateResult& r) { return r.ops_per_sec(); }).Json(),
         R"(,"p50_us":)",
-        SpreadOf(results, [](const CreateResult& r) { return r.latency.p50_us; }).Json(),
+        SpreadOf(results[i], [](const CreateResult& r) { return r.latency.p50_us; }).Json(),
         R"(,"p99_us":)",
-        SpreadOf(results, [](const CreateResult& r) { return r.latency.p99_us; }).Json(),
+        SpreadOf(results[i], [](const CreateResult& r) { return r.latency.p99_us; }).Json(),
         R"(,"max_us":)",
-        SpreadOf(results, [](const CreateResult& r) { return r.latency.max_us; }).Json(), "}"));
+        SpreadOf(results[i], [](const CreateResult& r) { return r.latency.max_us; }).Json(), "}"));
   }
 
   return failures == 0 ? 0 : 1;
