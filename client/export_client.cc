@@ -334,7 +334,7 @@ namespace {
 
 // A request_id for a create that has none: random, 32 hex digits.
 std::string NewRequestId() {
-  absl::BitGen random;
+  thread_local absl::BitGen random;  // Seeded once per thread, not per create.
   return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(random),
                          absl::Uniform<uint64_t>(random));
 }
