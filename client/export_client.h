@@ -32,8 +32,8 @@
 // Thread safety: ExportClient and WorkerClient are thread-safe; share one per process (calls
 // share the channel's connection). CancelToken is thread-safe. Every call but CreateAsync blocks
 // the calling thread until it is answered (the synchronous gRPC API); callbacks (on_event, sink,
-// read, rewind) run on the calling thread. CreateAsync's callback runs on a gRPC thread (or one
-// of the client's own) and must not block.
+// read, rewind) run on the calling thread. CreateAsync's callback runs on a gRPC thread (or the
+// client's retry thread) and must not block.
 #pragma once
 
 #include <cstdint>
@@ -179,9 +179,10 @@ class ExportClient {
                                                    CancelToken* cancel = nullptr);
 
   using CreateCallback = absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::ExportJob>) &&>;
-  // Create without waiting: `done` gets the result (exactly once, on a gRPC thread or one of the
-  // client's, never on the calling thread) with the same request_id, deadline (from now),
-  // retries and errors as Create. `done` must not block; it may call CreateAsync.
+  // Create without waiting: `done` gets the result exactly once, with the same request_id,
+  // deadline (from now), retries and errors as Create. It runs on a gRPC thread or the client's
+  // retry thread (on the calling thread only when the result is known at once, e.g. a deadline
+  // already passed). `done` must not block; it may call CreateAsync.
   void CreateAsync(exportjobs::v1::CreateExportJobRequest request, CreateCallback done);
 
   // Creates several jobs, each as Create would (its own request_id, generated when empty, its
