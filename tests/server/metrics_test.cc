@@ -275,8 +275,9 @@ TEST_F(MetricsTest, CountsAKnownSequenceOfCallsExactly) {
 TEST_F(MetricsTest, EveryMethodOfBothServicesHasItsSeriesFromTheStart) {
   Scrape m = Metrics();
   for (const char* method :
-       {"CreateExportJob", "GetExportJob", "ListExportJobs", "CancelExportJob", "DeleteExportJob",
-        "WatchExportJob", "WatchExportJobs", "ListExportableFields", "DownloadExport"}) {
+       {"CreateExportJob", "BatchCreateExportJobs", "GetExportJob", "ListExportJobs",
+        "CancelExportJob", "DeleteExportJob", "WatchExportJob", "WatchExportJobs",
+        "ListExportableFields", "DownloadExport"}) {
     EXPECT_EQ(m[Series("exportd_grpc_server_handling_seconds_count",
                        {{"service", kExportService}, {"method", method}})],
               0)
