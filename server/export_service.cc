@@ -5,6 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/catalog.h"
+#include "common/logging.h"
 #include "common/str_cat.h"
 #include "server/download_reactor.h"
 #include "server/grpc_status.h"
@@ -112,52 +113,67 @@ grpc::ServerUnaryReactor* ExportServiceImpl::BatchCreateExportJobs(
     const exportjobs::v1::BatchCreateExportJobsRequest* request,
     exportjobs::v1::BatchCreateExportJobsResponse* response) {
   const int items = request->requests_size();
+  const absl::Time arrived = absl::Now();
+  // An item refused by a limit (or the store) is logged as the same refused CreateExportJob
+  // would be by the interceptor: the call itself is OK.
+  auto item_error = [arrived](const absl::Status& status, int index) {
+    const absl::Status item = ForItem(status, index);
+    if (!IsExpectedOutcome(item.code())) {
+      LogEvent(LogLevel::kWarn, "rpc.error",
+               {{"service", "exportjobs.v1.ExportService"},
+                {"method", "BatchCreateExportJobs"},
+                {"code", absl::StatusCodeToString(item.code())},
+                {"message", std::string(item.message())},
+                {"duration_ms", absl::ToDoubleMilliseconds(absl::Now() - arrived)}});
+    }
+    return ToItemError(item);
+  };
   absl::Status valid = absl::OkStatus();
   if (items > create_limits_.max_batch_creates) {
     valid = absl::InvalidArgumentError(Cat("requests: at most ", create_limits_.max_batch_creates,
                                            " items per call (--max_batch_creates), got ", items,
                                            "; split the batch"));
   }
-  return Unary(
-      context, Access::kJobs, "BatchCreateExportJobs", valid,
-      [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
-        // Every item gets a result now: an error, or a placeholder the JobManager's answer
-        // replaces. Only an authenticated, valid item takes a token of the create rate, as
-        // CreateExportJob does.
-        std::vector<exportjobs::v1::CreateExportJobRequest> accepted;
-        std::vector<int> accepted_index;
-        accepted.reserve(static_cast<size_t>(items));
-        accepted_index.reserve(static_cast<size_t>(items));
-        for (int i = 0; i < items; ++i) {
-          exportjobs::v1::BatchCreateExportJobsResponse::Result* result = response->add_results();
-          absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
-              ValidateAndNormalizeCreate(request->requests(i), create_limits_);
-          absl::Status item = normalized.status();
-          if (item.ok()) item = create_rate_.Acquire(caller.tenant);
-          if (!item.ok()) {
-            *result->mutable_error() = ToItemError(ForItem(item, i));
-            continue;
-          }
-          accepted.push_back(*std::move(normalized));
-          accepted_index.push_back(i);
-        }
-        if (accepted.empty()) return Finish(reactor, absl::OkStatus());
-        jobs_->CreateBatch(
-            std::move(accepted), caller.tenant,
-            [this, reactor, response, index = std::move(accepted_index)](
-                std::vector<absl::StatusOr<exportjobs::v1::ExportJob>> jobs) mutable {
-              for (size_t k = 0; k < jobs.size() && k < index.size(); ++k) {
-                exportjobs::v1::BatchCreateExportJobsResponse::Result* result =
-                    response->mutable_results(index[k]);
-                if (jobs[k].ok()) {
-                  *result->mutable_job() = *std::move(jobs[k]);
-                } else {
-                  *result->mutable_error() = ToItemError(ForItem(jobs[k].status(), index[k]));
-                }
-              }
-              Finish(reactor, absl::OkStatus());
-            });
-      });
+  return Unary(context, Access::kJobs, "BatchCreateExportJobs", valid,
+               [&](grpc::ServerUnaryReactor* reactor, const Principal& caller) {
+                 // Every item gets a result now: an error, or a placeholder the JobManager's answer
+                 // replaces. Only an authenticated, valid item takes a token of the create rate, as
+                 // CreateExportJob does.
+                 std::vector<exportjobs::v1::CreateExportJobRequest> accepted;
+                 std::vector<int> accepted_index;
+                 accepted.reserve(static_cast<size_t>(items));
+                 accepted_index.reserve(static_cast<size_t>(items));
+                 for (int i = 0; i < items; ++i) {
+                   exportjobs::v1::BatchCreateExportJobsResponse::Result* result =
+                       response->add_results();
+                   absl::StatusOr<exportjobs::v1::CreateExportJobRequest> normalized =
+                       ValidateAndNormalizeCreate(request->requests(i), create_limits_);
+                   absl::Status item = normalized.status();
+                   if (item.ok()) item = create_rate_.Acquire(caller.tenant);
+                   if (!item.ok()) {
+                     *result->mutable_error() = item_error(item, i);
+                     continue;
+                   }
+                   accepted.push_back(*std::move(normalized));
+                   accepted_index.push_back(i);
+                 }
+                 if (accepted.empty()) return Finish(reactor, absl::OkStatus());
+                 jobs_->CreateBatch(
+                     std::move(accepted), caller.tenant,
+                     [this, reactor, response, item_error, index = std::move(accepted_index)](
+                         std::vector<absl::StatusOr<exportjobs::v1::ExportJob>> jobs) mutable {
+                       for (size_t k = 0; k < jobs.size() && k < index.size(); ++k) {
+                         exportjobs::v1::BatchCreateExportJobsResponse::Result* result =
+                             response->mutable_results(index[k]);
+                         if (jobs[k].ok()) {
+                           *result->mutable_job() = *std::move(jobs[k]);
+                         } else {
+                           *result->mutable_error() = item_error(jobs[k].status(), index[k]);
+                         }
+                       }
+                       Finish(reactor, absl::OkStatus());
+                     });
+               });
 }
 
 grpc::ServerUnaryReactor* ExportServiceImpl::GetExportJob(

@@ -27,6 +27,22 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(code, std::move(message), details.SerializeAsString());
 }
 
+bool IsExpectedOutcome(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kOutOfRange:
+      return true;
+    default:
+      return false;
+  }
+}
+
 exportjobs::v1::ItemError ToItemError(const absl::Status& status) {
   exportjobs::v1::ItemError error;
   error.set_code(static_cast<int32_t>(status.code()));

@@ -11,6 +11,11 @@ namespace exportd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// True for the outcomes of normal operation: OK, CANCELLED (a caller that went away) and the
+// domain errors the API answers (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+// FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE). Anything else is logged as an rpc.error.
+bool IsExpectedOutcome(absl::StatusCode code);
+
 // The same mapping for one failed item of a batch: code, message and payloads (as details).
 // REQUIRES: !status.ok().
 exportjobs::v1::ItemError ToItemError(const absl::Status& status);

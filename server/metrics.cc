@@ -19,6 +19,7 @@
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "server/grpc_status.h"
 #include "server/job_events.h"
 
 namespace exportd {
@@ -395,19 +396,7 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
   // The outcomes of normal operation: success, a caller that went away, and the domain errors
   // the API answers (see docs/architecture.md). Anything else is worth a warning.
   static bool IsExpected(grpc::StatusCode code) {
-    switch (code) {
-      case grpc::StatusCode::OK:
-      case grpc::StatusCode::CANCELLED:
-      case grpc::StatusCode::INVALID_ARGUMENT:
-      case grpc::StatusCode::NOT_FOUND:
-      case grpc::StatusCode::ALREADY_EXISTS:
-      case grpc::StatusCode::FAILED_PRECONDITION:
-      case grpc::StatusCode::ABORTED:
-      case grpc::StatusCode::OUT_OF_RANGE:
-        return true;
-      default:
-        return false;
-    }
+    return IsExpectedOutcome(static_cast<absl::StatusCode>(code));
   }
 
   const MethodMetrics* const method_;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "exportjobs/v1/worker_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -247,6 +248,7 @@ TEST(BatchCreateLimitsTest, EachValidItemTakesATokenOfTheCreateRate) {
   TestServer server(options);
   CreateExportJobRequest bad = AccountsRequest();
   bad.add_fields("no_such_field");
+  LogCapture capture;
   BatchCreateExportJobsResponse response;
   ASSERT_TRUE(Batch(server.stub(),
                     {AccountsRequest(), bad, AccountsRequest(), AccountsRequest(),
@@ -277,6 +279,15 @@ TEST(BatchCreateLimitsTest, EachValidItemTakesATokenOfTheCreateRate) {
     EXPECT_TRUE(retry_info) << i;
   }
   EXPECT_EQ(Listed(server), 3);
+  // Logged as refused unary creates are (the invalid item, a domain error, is not).
+  const std::vector<nlohmann::ordered_json> errors = capture.Events("rpc.error");
+  ASSERT_EQ(errors.size(), 2u);
+  for (size_t k = 0; k < errors.size(); ++k) {
+    EXPECT_EQ(errors[k]["method"], "BatchCreateExportJobs");
+    EXPECT_EQ(errors[k]["code"], "RESOURCE_EXHAUSTED");
+    EXPECT_THAT(errors[k]["message"].get<std::string>(),
+                StartsWith(absl::StrCat("requests[", 4 + k, "].create rate")));
+  }
 }
 
 TEST(BatchCreateLimitsTest, EachNewJobCountsTowardTheActiveJobsLimit) {
