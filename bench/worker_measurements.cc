@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,9 +48,18 @@ ABSL_FLAG(int, cycle_channels, 4,
 ABSL_FLAG(int64_t, cycle_jobs, 5000, "cycle: empty jobs created and then cycled in each run");
 ABSL_FLAG(absl::Duration, cycle_claim_wait, absl::Seconds(1),
           "cycle: the wait of each claim (jobs are ready, so claims answer at once)");
+ABSL_FLAG(std::string, cycle_protocol, "batch",
+          "cycle: comma-separated protocols, each measured --runs times: batch (a connection's "
+          "loops send their progress reports and completions together in one "
+          "BatchReportExportJobs, which also claims the next jobs for them, as export-worker "
+          "does; reported as \"cycle\"), unary (ClaimExportJob, ReportProgress and "
+          "CompleteExportJob per job; reported as \"cycle_unary\")");
+ABSL_FLAG(int, cycle_batch_calls, 1,
+          "cycle, batch protocol: BatchReportExportJobs calls in flight per connection");
 ABSL_FLAG(bool, cycle_batch_claims, true,
           "cycle: one ClaimExportJob (max_jobs) for every loop of a connection waiting for a job, "
-          "as export-worker claims for its idle slots; false: one claim per job");
+          "as export-worker claims for its idle slots; false: one claim per job (unary "
+          "protocol)");
 ABSL_FLAG(int64_t, upload_bytes, int64_t{1} << 30, "upload: bytes of the uploaded part");
 ABSL_FLAG(int64_t, upload_chunk_bytes, int64_t{1} << 20, "upload: bytes per chunk message");
 ABSL_FLAG(absl::Duration, upload_timeout, absl::Minutes(5),
@@ -161,6 +171,7 @@ grpc::Status ClaimOne(WorkerService::Stub* stub, const std::string& worker_id, a
 // cycle
 
 struct CycleResult {
+  std::string protocol = "unary";
   int loops = 0;
   int channels = 0;
   bool batch_claims = false;
@@ -169,22 +180,26 @@ struct CycleResult {
   int64_t errors = 0;
   int64_t claims = 0;
   int64_t empty_claims = 0;
+  int64_t batch_calls = 0;  // Batch protocol: BatchReportExportJobs calls.
   double create_seconds = 0;
   double seconds = 0;
   Latency cycle, claim, progress, complete;
   std::string first_error;
 
   double jobs_per_sec() const { return PerSec(completed, seconds); }
+  // The batch protocol is the cycle; the unary one is kept for comparison.
+  std::string bench() const { return protocol == "batch" ? "cycle" : "cycle_unary"; }
 
   std::string Json() const {
     return absl::StrFormat(
-        R"({"bench":"cycle","loops":%d,"channels":%d,"batch_claims":%s,"jobs":%d,"completed":%d,)"
-        R"("seconds":%.3f,"jobs_per_sec":%.1f,"p50_us":%.1f,"p99_us":%.1f,"max_us":%.1f,)"
-        R"("claim_p50_us":%.1f,"progress_p50_us":%.1f,"complete_p50_us":%.1f,"claims":%d,)"
-        R"("create_seconds":%.3f,"empty_claims":%d,"errors":%d})",
-        loops, channels, batch_claims ? "true" : "false", jobs, completed, seconds, jobs_per_sec(),
-        cycle.p50_us, cycle.p99_us, cycle.max_us, claim.p50_us, progress.p50_us, complete.p50_us,
-        claims, create_seconds, empty_claims, errors);
+        R"({"bench":"%s","protocol":"%s","loops":%d,"channels":%d,"batch_claims":%s,"jobs":%d,)"
+        R"("completed":%d,"seconds":%.3f,"jobs_per_sec":%.1f,"p50_us":%.1f,"p99_us":%.1f,)"
+        R"("max_us":%.1f,"claim_p50_us":%.1f,"progress_p50_us":%.1f,"complete_p50_us":%.1f,)"
+        R"("claims":%d,"batch_calls":%d,"create_seconds":%.3f,"empty_claims":%d,"errors":%d})",
+        bench(), protocol, loops, channels, batch_claims ? "true" : "false", jobs, completed,
+        seconds, jobs_per_sec(), cycle.p50_us, cycle.p99_us, cycle.max_us, claim.p50_us,
+        progress.p50_us, complete.p50_us, claims, batch_calls, create_seconds, empty_claims,
+        errors);
   }
 };
 
@@ -424,9 +439,265 @@ void CycleClaimer::OnClaimed(const grpc::Status& status) {
   for (CycleLoop* loop : failed) loop->OnClaimFailed(error);
 }
 
+// ---------------------------------------------------------------------------------------------
+// cycle, batch protocol
+
+class BatchCycleLoop;
+
+// The calls of one connection (one worker process) on the batch protocol: its loops hand their
+// progress reports and completions here, and up to `max_calls` BatchReportExportJobs at a time
+// carry everything handed in since the last one went out, with a claim for the loops that want
+// a job (a completing loop wants its next job in the same call). Loop reactions run outside mu_.
+class CycleSession {
+ public:
+  CycleSession(WorkerService::Stub* stub, int index, CycleShared* shared, int max_calls)
+      : stub_(stub),
+        shared_(shared),
+        max_calls_(max_calls),
+        worker_id_(absl::StrCat("exportd-bench-cycle-", index)) {}
+
+  // `report` (may be unset) goes out in the next call; with `want_job` the loop also gets a
+  // job from that call's claim (or a later one's).
+  void Submit(BatchCycleLoop* loop, std::optional<exportjobs::v1::JobReport> report,
+              bool want_job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (report) reports_.emplace_back(loop, *std::move(report));
+    if (want_job) wanting_.push_back(loop);
+    MaybeSend();
+  }
+
+  // Waits until no call is in flight (the loops have all finished).
+  void AwaitIdle() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_.wait(lock, [&] { return in_flight_ == 0; });
+  }
+
+  int64_t calls() const { return calls_; }
+  int64_t claims() const { return claims_; }
+  int64_t empty_claims() const { return empty_claims_; }
+
+ private:
+  struct Call {
+    grpc::ClientContext context;
+    exportjobs::v1::BatchReportExportJobsRequest request;
+    exportjobs::v1::BatchReportExportJobsResponse response;
+    std::vector<BatchCycleLoop*> reporters;  // One per report, in order.
+    std::vector<BatchCycleLoop*> claimers;   // The loops the claim is for.
+  };
+
+  // REQUIRES: mu_ held.
+  void MaybeSend() {
+    if (in_flight_ >= max_calls_ || (reports_.empty() && wanting_.empty())) return;
+    if (failed_) return;
+    ++in_flight_;
+    ++calls_;
+    auto call = std::make_unique<Call>();
+    call->context.set_deadline(DeadlineAfter(shared_->deadline));
+    for (auto& [loop, report] : reports_) {
+      call->reporters.push_back(loop);
+      *call->request.add_reports() = std::move(report);
+    }
+    reports_.clear();
+    if (!wanting_.empty()) {
+      ++claims_;
+      exportjobs::v1::BatchClaim& claim = *call->request.mutable_claim();
+      claim.set_worker_id(worker_id_);
+      claim.set_max_jobs(static_cast<int32_t>(wanting_.size()));
+      call->claimers.assign(wanting_.begin(), wanting_.end());
+      wanting_.clear();
+    }
+    Call* raw = call.release();
+    stub_->async()->BatchReportExportJobs(
+        &raw->context, &raw->request, &raw->response,
+        [this, raw](grpc::Status status) { OnDone(std::unique_ptr<Call>(raw), status); });
+  }
+
+  void OnDone(std::unique_ptr<Call> call, const grpc::Status& status);
+
+  WorkerService::Stub* const stub_;
+  CycleShared* const shared_;
+  const int max_calls_;
+  const std::string worker_id_;
+  std::mutex mu_;
+  std::condition_variable idle_;
+  std::vector<std::pair<BatchCycleLoop*, exportjobs::v1::JobReport>> reports_;  // Guarded by mu_.
+  std::deque<BatchCycleLoop*> wanting_;  // Guarded by mu_: want a job, not yet claimed for.
+  int in_flight_ = 0;                    // Guarded by mu_.
+  bool failed_ = false;                  // Guarded by mu_: claims found nothing 10 times.
+  int empty_claims_in_a_row_ = 0;        // Guarded by mu_.
+  int64_t calls_ = 0;                    // Guarded by mu_.
+  int64_t claims_ = 0;                   // Guarded by mu_.
+  int64_t empty_claims_ = 0;             // Guarded by mu_.
+};
+
+// One worker loop (job slot) on the batch protocol: a job -> progress -> complete, whose call
+// also claims this loop's next job while tickets last. One report at a time per loop.
+class BatchCycleLoop {
+ public:
+  BatchCycleLoop(CycleSession* session, CycleShared* shared) : session_(session), shared_(shared) {}
+
+  void Start() {
+    if (TakeTicket()) session_->Submit(this, std::nullopt, /*want_job=*/true);
+  }
+  LoopStats& stats() { return stats_; }
+
+  void OnJob(exportjobs::v1::ClaimedExportJob job) {
+    job_ = std::move(job);
+    t1_ = NowNanos();
+    exportjobs::v1::JobReport report;
+    exportjobs::v1::ReportProgressRequest& progress = *report.mutable_progress();
+    progress.set_job_id(job_.job().id());
+    progress.set_lease_token(job_.lease().token());
+    progress.set_records_processed(0);
+    session_->Submit(this, std::move(report), /*want_job=*/false);
+  }
+
+  // The result of this loop's report in flight.
+  void OnResult(const grpc::Status& status, const exportjobs::v1::JobReportResult* result) {
+    const bool progress = !completing_;
+    const char* what = progress ? "progress" : "complete";
+    if (!status.ok())
+      return Failed(Failure(absl::StrCat("BatchReportExportJobs (", what, ")"), status));
+    if (result->code() != 0) {
+      return Failed(absl::StrCat("BatchReportExportJobs ", what, ": code ", result->code(), ": ",
+                                 result->message()));
+    }
+    if (progress) {
+      t2_ = NowNanos();
+      completing_ = true;
+      exportjobs::v1::JobReport report;
+      exportjobs::v1::CompleteExportJobRequest& complete = *report.mutable_complete();
+      complete.set_job_id(job_.job().id());
+      complete.set_lease_token(job_.lease().token());
+      complete.set_record_count(0);
+      // The next job comes with the same call, while there are tickets.
+      next_t0_ = NowNanos();
+      const bool more = TakeTicket();
+      session_->Submit(this, std::move(report), more);
+      return;
+    }
+    completing_ = false;
+    if (result->job().status() != exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) {
+      return Failed("BatchReportExportJobs complete: the job is not completed");
+    }
+    const int64_t t3 = NowNanos();
+    stats_.cycle.push_back(t3 - t0_);
+    stats_.claim.push_back(t1_ - t0_);
+    stats_.progress.push_back(t2_ - t1_);
+    stats_.complete.push_back(t3 - t2_);
+    ++stats_.completed;
+    t0_ = next_t0_;
+  }
+
+  // The claim this loop waited for failed: it stops.
+  void OnClaimFailed(std::string message) {
+    stats_.Error(std::move(message));
+    Finished();
+  }
+
+ private:
+  // Takes a ticket for one more job; false (and the loop is finished) when they ran out.
+  bool TakeTicket() {
+    if (shared_->next_ticket.fetch_add(1) >= shared_->jobs) {
+      Finished();
+      return false;
+    }
+    if (t0_ == 0) t0_ = NowNanos();
+    return true;
+  }
+
+  void Finished() {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    ++shared_->finished_loops;
+    shared_->changed.notify_all();
+  }
+
+  // The job is dropped (its lease runs out); the loop goes on with the next one.
+  void Failed(std::string message) {
+    stats_.Error(std::move(message));
+    if (completing_) {
+      // The call carried this loop's claim too (when it had a ticket): the job comes with it.
+      completing_ = false;
+      t0_ = next_t0_;
+      return;
+    }
+    t0_ = NowNanos();
+    if (TakeTicket()) session_->Submit(this, std::nullopt, /*want_job=*/true);
+  }
+
+  CycleSession* const session_;
+  CycleShared* const shared_;
+  LoopStats stats_;
+  exportjobs::v1::ClaimedExportJob job_;
+  bool completing_ = false;
+  int64_t t0_ = 0, t1_ = 0, t2_ = 0, next_t0_ = 0;
+};
+
+void CycleSession::OnDone(std::unique_ptr<Call> call, const grpc::Status& status) {
+  std::vector<std::pair<BatchCycleLoop*, exportjobs::v1::ClaimedExportJob>> assigned;
+  std::vector<BatchCycleLoop*> claim_failed;
+  std::string claim_error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --in_flight_;
+    if (!call->claimers.empty()) {
+      if (!status.ok()) {
+        claim_error = Failure("BatchReportExportJobs (claim)", status);
+        claim_failed = call->claimers;
+      } else {
+        auto& claimed = *call->response.mutable_claimed();
+        size_t next = 0;
+        for (auto& job : claimed) {
+          if (next == call->claimers.size()) break;  // Never more than max_jobs.
+          assigned.emplace_back(call->claimers[next++], std::move(job));
+        }
+        if (claimed.empty()) {
+          ++empty_claims_;
+          if (++empty_claims_in_a_row_ >= 10) {
+            failed_ = true;
+            claim_error = "BatchReportExportJobs: no job claimed after 10 calls";
+          }
+        } else {
+          empty_claims_in_a_row_ = 0;
+        }
+        // Those without a job want one from the next call.
+        for (; next < call->claimers.size(); ++next) {
+          if (failed_) {
+            claim_failed.push_back(call->claimers[next]);
+          } else {
+            wanting_.push_back(call->claimers[next]);
+          }
+        }
+      }
+    }
+  }
+  // Reports' results first: a loop that completed and claimed sees its completion before its
+  // next job.
+  for (size_t i = 0; i < call->reporters.size(); ++i) {
+    const exportjobs::v1::JobReportResult* result =
+        status.ok() && static_cast<int>(i) < call->response.results_size()
+            ? &call->response.results(static_cast<int>(i))
+            : nullptr;
+    grpc::Status item_status = status;
+    if (status.ok() && result == nullptr) {
+      item_status = grpc::Status(grpc::StatusCode::INTERNAL, "no result for the report");
+    }
+    call->reporters[i]->OnResult(item_status, result);
+  }
+  for (auto& [loop, job] : assigned) loop->OnJob(std::move(job));
+  for (BatchCycleLoop* loop : claim_failed) loop->OnClaimFailed(claim_error);
+  std::lock_guard<std::mutex> lock(mu_);
+  MaybeSend();
+  if (in_flight_ == 0) idle_.notify_all();
+}
+
+void PrintCycleSummary(const std::vector<CycleResult>& results, int loops, int64_t jobs, int runs);
+
 CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, int channel_count,
-                         int64_t jobs, absl::Duration claim_wait, bool batch_claims) {
+                         int64_t jobs, absl::Duration claim_wait, bool batch_claims,
+                         const std::string& protocol, int batch_calls) {
   CycleResult result;
+  result.protocol = protocol;
   result.loops = loops;
   result.channels = channel_count;
   result.batch_claims = batch_claims;
@@ -473,6 +744,53 @@ CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, 
   shared.claim_wait = claim_wait;
   shared.deadline = context.deadline;
   shared.batch_claims = batch_claims;
+  if (protocol == "batch") {
+    result.batch_claims = true;
+    std::vector<std::unique_ptr<CycleSession>> sessions;
+    for (int i = 0; i < channel_count; ++i) {
+      sessions.push_back(std::make_unique<CycleSession>(workers[static_cast<size_t>(i)].get(), i,
+                                                        &shared, batch_calls));
+    }
+    std::vector<std::unique_ptr<BatchCycleLoop>> batch_loops;
+    for (int loop = 0; loop < loops; ++loop) {
+      batch_loops.push_back(std::make_unique<BatchCycleLoop>(
+          sessions[static_cast<size_t>(loop % channel_count)].get(), &shared));
+    }
+    const int64_t start = NowNanos();
+    for (auto& loop : batch_loops) loop->Start();
+    {
+      std::unique_lock<std::mutex> lock(shared.mu);
+      shared.changed.wait(lock, [&] { return shared.finished_loops == loops; });
+    }
+    result.seconds = static_cast<double>(NowNanos() - start) / 1e9;
+    // The last calls' answers may still be on their way to the sessions: wait for none in flight
+    // before the sessions go.
+    for (auto& session : sessions) session->AwaitIdle();
+    std::vector<int64_t> cycle, claim, progress, complete;
+    result.errors = create_stats.errors;
+    result.first_error = create_stats.first_error;
+    for (auto& session : sessions) {
+      result.claims += session->claims();
+      result.empty_claims += session->empty_claims();
+      result.batch_calls += session->calls();
+    }
+    for (auto& loop_ptr : batch_loops) {
+      LoopStats& loop = loop_ptr->stats();
+      result.completed += loop.completed;
+      result.errors += loop.errors;
+      if (result.first_error.empty()) result.first_error = loop.first_error;
+      cycle.insert(cycle.end(), loop.cycle.begin(), loop.cycle.end());
+      claim.insert(claim.end(), loop.claim.begin(), loop.claim.end());
+      progress.insert(progress.end(), loop.progress.begin(), loop.progress.end());
+      complete.insert(complete.end(), loop.complete.begin(), loop.complete.end());
+    }
+    result.cycle = Latency::Of(std::move(cycle));
+    result.claim = Latency::Of(std::move(claim));
+    result.progress = Latency::Of(std::move(progress));
+    result.complete = Latency::Of(std::move(complete));
+    return result;
+  }
+
   std::vector<std::unique_ptr<CycleClaimer>> claimers;
   for (int i = 0; i < channel_count; ++i) {
     claimers.push_back(
@@ -997,22 +1315,48 @@ int RunCycleBench(const WorkerBenchContext& context) {
                  "--cycle_claim_wait between 0 and 30s\n";
     return 2;
   }
-  int failures = 0;
-  std::vector<CycleResult> results;
-  for (int run = 0; run < context.runs; ++run) {
-    CycleResult result = RunCycleOnce(context, run, loops, std::min(channels, loops), jobs,
-                                      claim_wait, absl::GetFlag(FLAGS_cycle_batch_claims));
-    PrintLine(result.Json());
-    if (result.errors > 0 || result.completed != jobs) {
-      ++failures;
-      std::cerr << "cycle: " << result.completed << " of " << jobs << " jobs completed, "
-                << result.errors << " errors; first: " << result.first_error << "\n";
+  const int batch_calls = absl::GetFlag(FLAGS_cycle_batch_calls);
+  std::vector<std::string> protocols =
+      absl::StrSplit(absl::GetFlag(FLAGS_cycle_protocol), ',', absl::SkipEmpty());
+  for (const std::string& protocol : protocols) {
+    if (protocol != "batch" && protocol != "unary") {
+      std::cerr << "--cycle_protocol: unknown protocol \"" << protocol << "\" (batch, unary)\n";
+      return 2;
     }
-    results.push_back(std::move(result));
   }
+  if (protocols.empty() || batch_calls < 1) {
+    std::cerr << "--cycle_protocol must name a protocol, --cycle_batch_calls be positive\n";
+    return 2;
+  }
+  int failures = 0;
+  // With several protocols, their runs alternate, so that a change of load shows in both.
+  std::map<std::string, std::vector<CycleResult>> by_protocol;
+  for (int run = 0; run < context.runs; ++run) {
+    for (const std::string& protocol : protocols) {
+      CycleResult result =
+          RunCycleOnce(context, run, loops, std::min(channels, loops), jobs, claim_wait,
+                       absl::GetFlag(FLAGS_cycle_batch_claims), protocol, batch_calls);
+      PrintLine(result.Json());
+      if (result.errors > 0 || result.completed != jobs) {
+        ++failures;
+        std::cerr << result.bench() << ": " << result.completed << " of " << jobs
+                  << " jobs completed, " << result.errors
+                  << " errors; first: " << result.first_error << "\n";
+      }
+      by_protocol[protocol].push_back(std::move(result));
+    }
+  }
+  for (const auto& [protocol, results] : by_protocol) {
+    PrintCycleSummary(results, loops, jobs, context.runs);
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+namespace {
+void PrintCycleSummary(const std::vector<CycleResult>& results, int loops, int64_t jobs, int runs) {
   PrintLine(absl::StrCat(
-      R"({"bench":"cycle","summary":true,"loops":)", loops, R"(,"jobs":)", jobs, R"(,"runs":)",
-      context.runs, R"(,"jobs_per_sec":)",
+      R"({"bench":")", results.front().bench(), R"(","summary":true,"loops":)", loops,
+      R"(,"jobs":)", jobs, R"(,"runs":)", runs, R"(,"jobs_per_sec":)",
       SpreadOf(results, [](const CycleResult& r) { return r.jobs_per_sec(); }).Json(),
       R"(,"p50_us":)",
       SpreadOf(results, [](const CycleResult& r) { return r.cycle.p50_us; }).Json(),
@@ -1020,8 +1364,8 @@ int RunCycleBench(const WorkerBenchContext& context) {
       SpreadOf(results, [](const CycleResult& r) { return r.cycle.p99_us; }).Json(),
       R"(,"max_us":)",
       SpreadOf(results, [](const CycleResult& r) { return r.cycle.max_us; }).Json(), "}"));
-  return failures == 0 ? 0 : 1;
 }
+}  // namespace
 
 int RunUploadBench(const WorkerBenchContext& context) {
   const int64_t bytes = absl::GetFlag(FLAGS_upload_bytes);

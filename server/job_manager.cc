@@ -115,6 +115,7 @@ void JobManager::Shutdown() {
     stopping_ = true;
   }
   if (committer_.joinable()) committer_.join();
+  answers_.Shutdown();
 }
 
 void JobManager::Enqueue(Op op) {
@@ -176,8 +177,17 @@ void JobManager::CommitLoop() {
       written = absl::UnavailableError(
           absl::StrCat("the change could not be stored; retry: ", written.message()));
     }
+    // The answers (gRPC Finish: serialising and sending) go to the answer thread, so that the
+    // committer goes on with the next group while they are sent.
+    std::vector<absl::AnyInvocable<void(const absl::Status&)>> finishes;
+    finishes.reserve(group.size());
     for (Op& op : group) {
-      if (op.finish) op.finish(written);
+      if (op.finish) finishes.push_back(std::move(op.finish));
+    }
+    if (!finishes.empty()) {
+      answers_.Submit([finishes = std::move(finishes), written]() mutable {
+        for (auto& finish : finishes) finish(written);
+      });
     }
     ServeWaiters(txn.now());
     if (options_.after_group) options_.after_group();

@@ -19,8 +19,14 @@
 // commit); a claim that finds nothing parks until a job becomes ready or its wait ends; leases
 // are fenced by their token, extended by progress, and expired by Tick().
 //
-// Thread safety: all methods are thread-safe and return at once; callbacks run on the committer
-// thread (mutations) or a read executor thread (reads) and must not block.
+// Answers: the callbacks of mutations run on one answer thread, group after group in commit
+// order, so that the committer writes the next group while the answers of the last one are
+// sent (a gRPC Finish serialises and sends); a claim answered from its wait runs on the
+// committer.
+//
+// Thread safety: all methods are thread-safe and return at once; callbacks run on the answer
+// thread (mutations), the committer (claims answered from their wait) or a read executor thread
+// (reads) and must not block.
 #pragma once
 
 #include <array>
@@ -103,6 +109,8 @@ class JobManager {
   using ClaimCallback = absl::AnyInvocable<void(absl::StatusOr<Claimed>) &&>;
   using ProgressCallback =
       absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::ReportProgressResponse>) &&>;
+  using BatchCallback =
+      absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse>) &&>;
 
   struct Options {
     // Most requests applied in one group commit.
@@ -216,6 +224,18 @@ class JobManager {
   // Records progress and extends the lease.
   void ReportProgress(exportjobs::v1::ReportProgressRequest request, ProgressCallback done);
 
+  // Several progress reports and completions in one group commit, each checked and applied as
+  // ReportProgress or Complete would (in order: a later report of a job sees the earlier one),
+  // then, when request.has_claim(), up to claim.max_jobs ready jobs claimed at once (no wait).
+  // A report that is refused changes nothing and has its error in its result; the others
+  // apply. The call's own error is only UNAVAILABLE (the group's write failed: nothing applied)
+  // or a read error of the claim. REQUIRES: the request was validated
+  // (ValidateBatchReport in server/worker_service.cc): at most kMaxBatchReports reports, each
+  // well-formed, claim.max_jobs 1 to kMaxClaimJobs.
+  void ReportBatch(exportjobs::v1::BatchReportExportJobsRequest request, BatchCallback done);
+  // Most reports in one ReportBatch.
+  static constexpr int kMaxBatchReports = 256;
+
   // The epoch of the job's current lease if `token` is it (read only, for starting an upload).
   void CheckLease(std::string id, std::string token,
                   absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done);
@@ -322,6 +342,11 @@ class JobManager {
   // Claims the oldest ready job of `types` in the group's state; nullopt when there is none.
   absl::StatusOr<std::optional<exportjobs::v1::ClaimedExportJob>> ClaimOne(
       Txn& txn, const ClaimState& claim, const std::vector<EntityType>& types);
+  // The changes of ReportProgress and Complete, staged in `txn`; an error stages nothing.
+  absl::StatusOr<exportjobs::v1::ReportProgressResponse> ApplyProgress(
+      Txn& txn, const exportjobs::v1::ReportProgressRequest& request);
+  absl::StatusOr<ExportJob> ApplyComplete(Txn& txn,
+                                          const exportjobs::v1::CompleteExportJobRequest& request);
   // The job's record when `token` is its current, unexpired lease; ABORTED otherwise.
   static absl::StatusOr<JobRecord> LeasedJob(Txn& txn, const std::string& id,
                                              const std::string& token);
@@ -378,6 +403,8 @@ class JobManager {
   absl::Mutex mu_;
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Runs each group's answers (Op::finish) in commit order, off the committer.
+  Executor answers_{"job-answers", 1};
   std::thread committer_;
 };
 

@@ -100,7 +100,11 @@ void JobManager::ClaimBatch(std::string worker_id, std::vector<EntityType> entit
 }
 
 JobManager::Op JobManager::ClaimOp(std::shared_ptr<ClaimState> claim) {
-  return Op{[this, claim](Txn& txn) {
+  // Whether this op parked the claim: decided by `apply` on the committer, read by `finish` on
+  // the answer thread, which may run after ServeWaiters has woken the claim again (and changed
+  // claim->parked).
+  auto parked_here = std::make_shared<bool>(false);
+  return Op{[this, claim, parked_here](Txn& txn) {
               if (claim->cancelled && claim->cancelled()) {
                 claim->result = absl::CancelledError("the claim was cancelled");
                 return;
@@ -108,12 +112,13 @@ JobManager::Op JobManager::ClaimOp(std::shared_ptr<ClaimState> claim) {
               claim->result = TryClaim(txn, *claim);
               if (claim->result.ok() && !claim->result->job && claim->deadline > absl::Now()) {
                 claim->parked = true;
+                *parked_here = true;
                 waiters_.push_back(claim);
                 waiting_.store(static_cast<int>(waiters_.size()));
               }
             },
-            [claim](const absl::Status& written) {
-              if (claim->parked) return;  // A waiter now; ServeWaiters answers it.
+            [claim, parked_here](const absl::Status& written) {
+              if (*parked_here) return;  // A waiter now; ServeWaiters answers it.
               if (!written.ok()) return std::move(claim->done)(written);
               std::move(claim->done)(std::move(claim->result));
             }};
@@ -288,25 +293,73 @@ void JobManager::Tick() {
              nullptr});
 }
 
+absl::StatusOr<exportjobs::v1::ReportProgressResponse> JobManager::ApplyProgress(
+    Txn& txn, const exportjobs::v1::ReportProgressRequest& request) {
+  EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
+                           LeasedJob(txn, request.job_id(), request.lease_token()));
+  JobRecord after = NextRevision(before, txn.now());
+  exportjobs::v1::ExportProgress& progress = *after.mutable_job()->mutable_progress();
+  progress.set_records_processed(request.records_processed());
+  progress.set_bytes_written(request.bytes_written());
+  progress.set_parts_uploaded(request.parts_uploaded());
+  progress.set_records_total_estimate(request.records_total_estimate());
+  *after.mutable_lease()->mutable_expires_at() = ToProtoTime(txn.now() + options_.lease_duration);
+  exportjobs::v1::ReportProgressResponse response;
+  *response.mutable_lease_expires_at() = after.lease().expires_at();
+  response.set_cancel_requested(after.job().cancel_requested());
+  txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kProgress);
+  return response;
+}
+
 void JobManager::ReportProgress(exportjobs::v1::ReportProgressRequest request,
                                 ProgressCallback done) {
   Enqueue(MakeOp<exportjobs::v1::ReportProgressResponse>(
       [this, request = std::move(request)](
           Txn& txn) -> absl::StatusOr<exportjobs::v1::ReportProgressResponse> {
-        EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
-                                 LeasedJob(txn, request.job_id(), request.lease_token()));
-        JobRecord after = NextRevision(before, txn.now());
-        exportjobs::v1::ExportProgress& progress = *after.mutable_job()->mutable_progress();
-        progress.set_records_processed(request.records_processed());
-        progress.set_bytes_written(request.bytes_written());
-        progress.set_parts_uploaded(request.parts_uploaded());
-        progress.set_records_total_estimate(request.records_total_estimate());
-        *after.mutable_lease()->mutable_expires_at() =
-            ToProtoTime(txn.now() + options_.lease_duration);
-        exportjobs::v1::ReportProgressResponse response;
-        *response.mutable_lease_expires_at() = after.lease().expires_at();
-        response.set_cancel_requested(after.job().cancel_requested());
-        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kProgress);
+        return ApplyProgress(txn, request);
+      },
+      std::move(done)));
+}
+
+void JobManager::ReportBatch(exportjobs::v1::BatchReportExportJobsRequest request,
+                             BatchCallback done) {
+  Enqueue(MakeOp<exportjobs::v1::BatchReportExportJobsResponse>(
+      [this, request = std::move(request)](
+          Txn& txn) -> absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse> {
+        exportjobs::v1::BatchReportExportJobsResponse response;
+        for (const exportjobs::v1::JobReport& report : request.reports()) {
+          exportjobs::v1::JobReportResult& result = *response.add_results();
+          absl::Status status;
+          if (report.has_progress()) {
+            absl::StatusOr<exportjobs::v1::ReportProgressResponse> progress =
+                ApplyProgress(txn, report.progress());
+            if (progress.ok()) *result.mutable_progress() = *std::move(progress);
+            status = progress.status();
+          } else {
+            absl::StatusOr<ExportJob> job = ApplyComplete(txn, report.complete());
+            if (job.ok()) *result.mutable_job() = *std::move(job);
+            status = job.status();
+          }
+          result.set_code(static_cast<int32_t>(status.code()));
+          result.set_message(std::string(status.message()));
+        }
+        if (request.has_claim()) {
+          ClaimState claim;
+          claim.worker_id = request.claim().worker_id();
+          for (int type : request.claim().entity_types()) {
+            claim.entity_types.push_back(static_cast<EntityType>(type));
+          }
+          claim.max_jobs = std::clamp(request.claim().max_jobs(), 1, kMaxClaimJobs);
+          EXPORTD_ASSIGN_OR_RETURN(Claimed claimed, TryClaim(txn, claim));
+          if (claimed.job) {
+            exportjobs::v1::ClaimedExportJob& first = *response.add_claimed();
+            *first.mutable_job() = *std::move(claimed.job);
+            *first.mutable_lease() = std::move(claimed.lease);
+            for (exportjobs::v1::ClaimedExportJob& more : claimed.more) {
+              *response.add_claimed() = std::move(more);
+            }
+          }
+        }
         return response;
       },
       std::move(done)));
@@ -402,43 +455,48 @@ static absl::Status CheckManifest(const exportjobs::v1::CompleteExportJobRequest
   return absl::OkStatus();
 }
 
+absl::StatusOr<ExportJob> JobManager::ApplyComplete(
+    Txn& txn, const exportjobs::v1::CompleteExportJobRequest& request) {
+  EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
+                           LeasedJob(txn, request.job_id(), request.lease_token()));
+  EXPORTD_RETURN_IF_ERROR(CheckManifest(request, before));
+  JobRecord after = NextRevision(before, txn.now());
+  ExportJob& job = *after.mutable_job();
+  int64_t size = 0;
+  for (const ExportPart& part : request.parts()) size += part.size_bytes();
+  SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED, txn.now());
+  job.set_record_count(request.record_count());
+  job.set_file_parts(request.parts_size());
+  job.set_file_size_bytes(size);
+  // Whole seconds, as download URLs carry them: the URL and the job expire together.
+  const absl::Time expires_exact = txn.now() + options_.retention;
+  absl::Time expires = absl::FromUnixSeconds(absl::ToUnixSeconds(expires_exact));
+  if (expires < expires_exact) expires += absl::Seconds(1);
+  *job.mutable_expires_at() = ToProtoTime(expires);
+  *job.mutable_parts() = request.parts();
+  if (options_.download_url) {
+    job.set_download_url(options_.download_url(job.id(), after.tenant(), 0, expires));
+    for (ExportPart& part : *job.mutable_parts()) {
+      part.set_download_url(
+          options_.download_url(job.id(), after.tenant(), part.part_number(), expires));
+    }
+  }
+  exportjobs::v1::ExportProgress& progress = *job.mutable_progress();
+  progress.set_records_processed(request.record_count());
+  progress.set_bytes_written(size);
+  progress.set_parts_uploaded(request.parts_size());
+  after.mutable_lease()->clear_token();
+  after.mutable_lease()->clear_expires_at();
+  after.clear_uploaded_parts();
+  ExportJob result = job;
+  txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kComplete);
+  return result;
+}
+
 void JobManager::Complete(exportjobs::v1::CompleteExportJobRequest request, JobCallback done) {
   Enqueue(MakeOp<ExportJob>(
       [this, request = std::move(request)](Txn& txn) -> absl::StatusOr<ExportJob> {
-        EXPORTD_ASSIGN_OR_RETURN(JobRecord before,
-                                 LeasedJob(txn, request.job_id(), request.lease_token()));
-        EXPORTD_RETURN_IF_ERROR(CheckManifest(request, before));
-        JobRecord after = NextRevision(before, txn.now());
-        ExportJob& job = *after.mutable_job();
-        int64_t size = 0;
-        for (const ExportPart& part : request.parts()) size += part.size_bytes();
-        SetTerminal(after, exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED, txn.now());
-        job.set_record_count(request.record_count());
-        job.set_file_parts(request.parts_size());
-        job.set_file_size_bytes(size);
-        // Whole seconds, as download URLs carry them: the URL and the job expire together.
-        const absl::Time expires_exact = txn.now() + options_.retention;
-        absl::Time expires = absl::FromUnixSeconds(absl::ToUnixSeconds(expires_exact));
-        if (expires < expires_exact) expires += absl::Seconds(1);
-        *job.mutable_expires_at() = ToProtoTime(expires);
-        *job.mutable_parts() = request.parts();
-        if (options_.download_url) {
-          job.set_download_url(options_.download_url(job.id(), after.tenant(), 0, expires));
-          for (ExportPart& part : *job.mutable_parts()) {
-            part.set_download_url(
-                options_.download_url(job.id(), after.tenant(), part.part_number(), expires));
-          }
-        }
-        exportjobs::v1::ExportProgress& progress = *job.mutable_progress();
-        progress.set_records_processed(request.record_count());
-        progress.set_bytes_written(size);
-        progress.set_parts_uploaded(request.parts_size());
-        after.mutable_lease()->clear_token();
-        after.mutable_lease()->clear_expires_at();
-        after.clear_uploaded_parts();
-        ExportJob result = job;
-        txn.Stage(JobChange{std::move(before), std::move(after)}, ChangeCause::kComplete);
-        return result;
+        return ApplyComplete(txn, request);
       },
       std::move(done)));
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "server/grpc_status.h"
 #include "server/validation.h"
 
@@ -86,6 +87,42 @@ absl::Status ValidateComplete(const exportjobs::v1::CompleteExportJobRequest& re
     if (part.record_count() < 0) return Invalid(field + ".record_count", "must not be negative");
     if (!IsLowerHexSha256(part.sha256())) {
       return Invalid(field + ".sha256", "must be 64 lowercase hex characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The error of a nested request, with its field names under `prefix` (e.g. "reports[3].").
+absl::Status Nested(const std::string& prefix, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+absl::Status ValidateBatchReport(const exportjobs::v1::BatchReportExportJobsRequest& request) {
+  if (request.reports_size() > JobManager::kMaxBatchReports) {
+    return Invalid("reports", absl::StrCat("at most ", JobManager::kMaxBatchReports,
+                                           " per call, got ", request.reports_size()));
+  }
+  for (int i = 0; i < request.reports_size(); ++i) {
+    const exportjobs::v1::JobReport& report = request.reports(i);
+    const std::string field = absl::StrCat("reports[", i, "]");
+    if (report.has_progress()) {
+      EXPORTD_RETURN_IF_ERROR(Nested(field + ".progress.", ValidateProgress(report.progress())));
+    } else if (report.has_complete()) {
+      EXPORTD_RETURN_IF_ERROR(Nested(field + ".complete.", ValidateComplete(report.complete())));
+    } else {
+      return Invalid(field, "must hold progress or complete");
+    }
+  }
+  if (request.has_claim()) {
+    const exportjobs::v1::BatchClaim& claim = request.claim();
+    exportjobs::v1::ClaimExportJobRequest as_claim;
+    as_claim.set_worker_id(claim.worker_id());
+    *as_claim.mutable_entity_types() = claim.entity_types();
+    EXPORTD_RETURN_IF_ERROR(Nested("claim.", ValidateClaim(as_claim)));
+    if (claim.max_jobs() < 1 || claim.max_jobs() > JobManager::kMaxClaimJobs) {
+      return Invalid("claim.max_jobs", absl::StrCat("must be 1 to ", JobManager::kMaxClaimJobs,
+                                                    ", got ", claim.max_jobs()));
     }
   }
   return absl::OkStatus();
@@ -472,6 +509,22 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReleaseExportJob(
       [&](grpc::ServerUnaryReactor* reactor) {
         jobs_->Release(request->job_id(), request->lease_token(), FinishWithJob(reactor, response));
       });
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::BatchReportExportJobs(
+    grpc::CallbackServerContext* context,
+    const exportjobs::v1::BatchReportExportJobsRequest* request,
+    exportjobs::v1::BatchReportExportJobsResponse* response) {
+  return Unary(context, "BatchReportExportJobs", ValidateBatchReport(*request),
+               [&](grpc::ServerUnaryReactor* reactor) {
+                 jobs_->ReportBatch(
+                     *request,
+                     [this, reactor, response](
+                         absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse> result) {
+                       if (result.ok()) *response = *std::move(result);
+                       Finish(reactor, result.status());
+                     });
+               });
 }
 
 }  // namespace exportd

@@ -55,6 +55,11 @@ class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackSe
                                              const exportjobs::v1::ReleaseExportJobRequest* request,
                                              exportjobs::v1::ExportJob* response) override;
 
+  grpc::ServerUnaryReactor* BatchReportExportJobs(
+      grpc::CallbackServerContext* context,
+      const exportjobs::v1::BatchReportExportJobsRequest* request,
+      exportjobs::v1::BatchReportExportJobsResponse* response) override;
+
   // Calls in flight (uploads included); drained at shutdown.
   CallTracker& calls() { return calls_; }
 
