@@ -144,6 +144,24 @@ class WorkerProtocolTest : public ::testing::Test {
     return Wait<ExportJob>([&](auto done) { jobs_->Cancel(id, "", std::move(done)); });
   }
 
+  absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse> Batch(
+      const exportjobs::v1::BatchReportExportJobsRequest& request) {
+    return Wait<exportjobs::v1::BatchReportExportJobsResponse>(
+        [&](auto done) { jobs_->ReportBatch(request, std::move(done)); });
+  }
+
+  // Closes the manager and the store, and opens both again on the same directory.
+  void RestartStore() {
+    jobs_.reset();
+    store_.reset();
+    RocksDbJobStore::Options options;
+    options.path = dir_.path() + "/jobs";
+    auto store = RocksDbJobStore::Open(options);
+    ASSERT_OK(store);
+    store_ = *std::move(store);
+    StartManager();
+  }
+
   // Runs a Tick and waits until it has been applied (a Get queued behind it is answered).
   void Tick() {
     jobs_->Tick();
@@ -565,6 +583,162 @@ TEST_F(WorkerProtocolTest, TheClaimQueueSurvivesARestart) {
   EXPECT_EQ(claimed_before.job->id(), a.id());
   ASSERT_TRUE(after.job.has_value());
   EXPECT_NE(after.job->id(), a.id());
+}
+
+// Reports of BatchReportExportJobs.
+exportjobs::v1::JobReport ProgressReport(const std::string& id, const std::string& token,
+                                         int64_t records) {
+  exportjobs::v1::JobReport report;
+  report.mutable_progress()->set_job_id(id);
+  report.mutable_progress()->set_lease_token(token);
+  report.mutable_progress()->set_records_processed(records);
+  return report;
+}
+
+exportjobs::v1::JobReport CompleteReport(const std::string& id, const std::string& token,
+                                         int64_t records = 0) {
+  exportjobs::v1::JobReport report;
+  report.mutable_complete()->set_job_id(id);
+  report.mutable_complete()->set_lease_token(token);
+  report.mutable_complete()->set_record_count(records);
+  return report;
+}
+
+void AddClaim(exportjobs::v1::BatchReportExportJobsRequest& request, int max_jobs) {
+  request.mutable_claim()->set_worker_id("worker-1");
+  request.mutable_claim()->set_max_jobs(max_jobs);
+}
+
+TEST_F(WorkerProtocolTest, ABatchReportsProgressCompletesAndClaimsTheNextJobs) {
+  ExportJob a = Create();
+  ExportJob b = Create();
+  ExportJob c = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed first, Claim());   // a
+  ASSERT_OK_AND_ASSIGN(Claimed second, Claim());  // b
+  exportjobs::v1::BatchReportExportJobsRequest request;
+  *request.add_reports() = ProgressReport(a.id(), first.lease.token(), 7);
+  *request.add_reports() = CompleteReport(b.id(), second.lease.token());
+  AddClaim(request, 2);  // Only c is ready.
+
+  ASSERT_OK_AND_ASSIGN(auto response, Batch(request));
+
+  ASSERT_EQ(response.results_size(), 2);
+  EXPECT_EQ(response.results(0).code(), 0) << response.results(0).message();
+  EXPECT_TRUE(response.results(0).has_progress());
+  EXPECT_EQ(response.results(1).code(), 0) << response.results(1).message();
+  EXPECT_EQ(response.results(1).job().status(), kCompleted);
+  ASSERT_EQ(response.claimed_size(), 1);
+  EXPECT_EQ(response.claimed(0).job().id(), c.id());
+  EXPECT_EQ(response.claimed(0).job().status(), kProcessing);
+  EXPECT_EQ(response.claimed(0).lease().epoch(), 1);
+  EXPECT_EQ(Stored(a.id()).job().progress().records_processed(), 7);
+  EXPECT_EQ(Stored(a.id()).job().status(), kProcessing);
+  EXPECT_EQ(Stored(b.id()).job().status(), kCompleted);
+  EXPECT_EQ(Stored(c.id()).lease().token(), response.claimed(0).lease().token());
+}
+
+TEST_F(WorkerProtocolTest, ABatchReportOfTheSameJobSeesTheEarlierOne) {
+  ExportJob a = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed claimed, Claim());
+  exportjobs::v1::BatchReportExportJobsRequest request;
+  *request.add_reports() = ProgressReport(a.id(), claimed.lease.token(), 3);
+  *request.add_reports() = CompleteReport(a.id(), claimed.lease.token());
+  *request.add_reports() = ProgressReport(a.id(), claimed.lease.token(), 4);  // Finished by now.
+
+  ASSERT_OK_AND_ASSIGN(auto response, Batch(request));
+
+  ASSERT_EQ(response.results_size(), 3);
+  EXPECT_EQ(response.results(0).code(), 0);
+  EXPECT_EQ(response.results(1).code(), 0);
+  EXPECT_EQ(response.results(2).code(), static_cast<int>(absl::StatusCode::kAborted));
+  EXPECT_EQ(response.results(1).job().revision(), a.revision() + 3);  // claim, progress, complete
+  EXPECT_EQ(Stored(a.id()).job().status(), kCompleted);
+  EXPECT_EQ(response.claimed_size(), 0);  // No claim asked for.
+}
+
+TEST_F(WorkerProtocolTest, RefusedReportsOfABatchChangeNothingAndTheOthersApply) {
+  ExportJob stale = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed old_lease, Claim());  // stale, epoch 1
+  // Its lease expires, and it is claimed again under epoch 2.
+  clock_.Advance(absl::Seconds(31));
+  Tick();
+  clock_.Advance(absl::Seconds(2));  // Past the retry's backoff.
+  ExportJob mismatch = Create();
+  ExportJob fine = Create();
+  ExportJob done = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed new_lease, Claim());
+  ASSERT_TRUE(new_lease.job.has_value());
+  ASSERT_EQ(new_lease.job->id(), stale.id());
+  ASSERT_EQ(new_lease.lease.epoch(), 2);
+  ASSERT_OK_AND_ASSIGN(Claimed m, Claim());  // mismatch
+  ASSERT_OK_AND_ASSIGN(Claimed f, Claim());  // fine
+  ASSERT_OK_AND_ASSIGN(Claimed d, Claim());  // done
+  ASSERT_OK(Complete(done.id(), d.lease.token(), 0, {}));
+  ASSERT_OK(Record(mismatch.id(), m.lease.token(), Part(1, 10, 2, std::string(64, 'a'))));
+  const JobRecord stale_before = Stored(stale.id());
+  const JobRecord mismatch_before = Stored(mismatch.id());
+  const JobRecord done_before = Stored(done.id());
+
+  exportjobs::v1::BatchReportExportJobsRequest request;
+  *request.add_reports() = ProgressReport(stale.id(), old_lease.lease.token(), 5);  // epoch 1
+  *request.add_reports() = CompleteReport(mismatch.id(), m.lease.token());  // part 1 uploaded
+  *request.add_reports() = CompleteReport(done.id(), d.lease.token());      // already completed
+  *request.add_reports() = CompleteReport(fine.id(), f.lease.token());
+  *request.add_reports() = ProgressReport("000000000000000000000000", "token", 1);
+
+  ASSERT_OK_AND_ASSIGN(auto response, Batch(request));
+
+  ASSERT_EQ(response.results_size(), 5);
+  EXPECT_EQ(response.results(0).code(), static_cast<int>(absl::StatusCode::kAborted));
+  EXPECT_THAT(response.results(0).message(), HasSubstr("lease_token"));
+  EXPECT_EQ(response.results(1).code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(response.results(1).message(), HasSubstr("part 1"));
+  EXPECT_EQ(response.results(2).code(), static_cast<int>(absl::StatusCode::kAborted));
+  EXPECT_EQ(response.results(3).code(), 0) << response.results(3).message();
+  EXPECT_EQ(response.results(4).code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(response.results(0).has_progress());
+  EXPECT_FALSE(response.results(1).has_job());
+  EXPECT_EQ(Stored(stale.id()).DebugString(), stale_before.DebugString());
+  EXPECT_EQ(Stored(mismatch.id()).DebugString(), mismatch_before.DebugString());
+  EXPECT_EQ(Stored(done.id()).DebugString(), done_before.DebugString());
+  EXPECT_EQ(Stored(fine.id()).job().status(), kCompleted);
+}
+
+TEST_F(WorkerProtocolTest, ABatchClaimTakesOnlyTheWantedTypesAndNeverWaits) {
+  Create(exportjobs::v1::ENTITY_TYPE_PEOPLE);
+  exportjobs::v1::BatchReportExportJobsRequest request;
+  AddClaim(request, 3);
+  request.mutable_claim()->add_entity_types(exportjobs::v1::ENTITY_TYPE_ACCOUNTS);
+
+  ASSERT_OK_AND_ASSIGN(auto response, Batch(request));
+
+  EXPECT_EQ(response.claimed_size(), 0);
+  EXPECT_EQ(jobs_->waiting_claims(), 0);
+}
+
+TEST_F(WorkerProtocolTest, WhatABatchChangedSurvivesARestart) {
+  ExportJob a = Create();
+  ExportJob b = Create();
+  ExportJob c = Create();
+  ASSERT_OK_AND_ASSIGN(Claimed first, Claim());   // a
+  ASSERT_OK_AND_ASSIGN(Claimed second, Claim());  // b
+  exportjobs::v1::BatchReportExportJobsRequest request;
+  *request.add_reports() = CompleteReport(a.id(), first.lease.token());
+  *request.add_reports() = ProgressReport(b.id(), second.lease.token(), 9);
+  AddClaim(request, 1);
+  ASSERT_OK_AND_ASSIGN(auto response, Batch(request));
+  ASSERT_EQ(response.claimed_size(), 1);
+  const std::string claimed_token = response.claimed(0).lease().token();
+
+  RestartStore();
+
+  EXPECT_EQ(Stored(a.id()).job().status(), kCompleted);
+  EXPECT_EQ(Stored(b.id()).job().progress().records_processed(), 9);
+  EXPECT_EQ(Stored(c.id()).job().status(), kProcessing);
+  // The claimed job's lease holds after the restart: its worker goes on with it.
+  EXPECT_OK(Progress(c.id(), claimed_token));
+  ASSERT_OK_AND_ASSIGN(Claimed none, Claim());
+  EXPECT_FALSE(none.job.has_value());
 }
 
 }  // namespace

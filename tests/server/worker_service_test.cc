@@ -575,6 +575,83 @@ TEST_F(WorkerServiceTest, OneClaimTakesSeveralJobsEachUnderItsOwnLease) {
   EXPECT_EQ(completed.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
 }
 
+TEST_F(WorkerServiceTest, ABatchOverGrpcCompletesAJobAndClaimsTheNext) {
+  ExportJob first;
+  ExportJob next;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &first).ok());
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &next).ok());
+  const std::string token = Claim().lease().token();
+  exportjobs::v1::BatchReportExportJobsRequest request;
+  exportjobs::v1::CompleteExportJobRequest& complete = *request.add_reports()->mutable_complete();
+  complete.set_job_id(first.id());
+  complete.set_lease_token(token);
+  request.mutable_claim()->set_worker_id("worker-1");
+  request.mutable_claim()->set_max_jobs(4);
+  exportjobs::v1::BatchReportExportJobsResponse response;
+
+  grpc::Status status = workers_->BatchReportExportJobs(Deadlined().get(), request, &response);
+
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), 1);
+  EXPECT_EQ(response.results(0).code(), 0) << response.results(0).message();
+  EXPECT_EQ(response.results(0).job().status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
+  ASSERT_EQ(response.claimed_size(), 1);
+  EXPECT_EQ(response.claimed(0).job().id(), next.id());
+  ExportJob stored;
+  ASSERT_TRUE(server_.Get(first.id(), &stored).ok());
+  EXPECT_EQ(stored.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED);
+}
+
+TEST_F(WorkerServiceTest, AMalformedBatchIsInvalidArgumentNamingTheFieldAndAppliesNothing) {
+  ExportJob job;
+  ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
+  const std::string token = Claim().lease().token();
+  // A valid first report, then a bad one: the call is refused as a whole.
+  exportjobs::v1::BatchReportExportJobsRequest bad_sha;
+  exportjobs::v1::ReportProgressRequest& progress = *bad_sha.add_reports()->mutable_progress();
+  progress.set_job_id(job.id());
+  progress.set_lease_token(token);
+  progress.set_records_processed(5);
+  exportjobs::v1::CompleteExportJobRequest& complete = *bad_sha.add_reports()->mutable_complete();
+  complete.set_job_id(job.id());
+  complete.set_lease_token(token);
+  complete.set_record_count(1);
+  complete.add_parts()->set_sha256("XYZ");
+  exportjobs::v1::BatchReportExportJobsRequest empty_report;
+  empty_report.add_reports();
+  exportjobs::v1::BatchReportExportJobsRequest no_max_jobs;
+  no_max_jobs.mutable_claim()->set_worker_id("w");
+  exportjobs::v1::BatchReportExportJobsRequest too_many_jobs;
+  too_many_jobs.mutable_claim()->set_worker_id("w");
+  too_many_jobs.mutable_claim()->set_max_jobs(257);
+  exportjobs::v1::BatchReportExportJobsRequest no_worker;
+  no_worker.mutable_claim()->set_max_jobs(1);
+  exportjobs::v1::BatchReportExportJobsRequest too_many_reports;
+  for (int i = 0; i < 257; ++i) *too_many_reports.add_reports() = bad_sha.reports(0);
+  exportjobs::v1::BatchReportExportJobsResponse response;
+
+  std::vector<grpc::Status> statuses;
+  for (const auto* request :
+       {&bad_sha, &empty_report, &no_max_jobs, &too_many_jobs, &no_worker, &too_many_reports}) {
+    statuses.push_back(workers_->BatchReportExportJobs(Deadlined().get(), *request, &response));
+  }
+
+  EXPECT_THAT(statuses[0].error_message(), StartsWith("reports[1].complete.parts[0].sha256: "));
+  EXPECT_THAT(statuses[1].error_message(),
+              StartsWith("reports[0]: must hold progress or complete"));
+  EXPECT_THAT(statuses[2].error_message(), StartsWith("claim.max_jobs: must be 1 to 256, got 0"));
+  EXPECT_THAT(statuses[3].error_message(), HasSubstr("got 257"));
+  EXPECT_THAT(statuses[4].error_message(), StartsWith("claim.worker_id: must be set"));
+  EXPECT_THAT(statuses[5].error_message(), StartsWith("reports: at most 256 per call, got 257"));
+  for (const grpc::Status& s : statuses) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  }
+  ExportJob stored;
+  ASSERT_TRUE(server_.Get(job.id(), &stored).ok());
+  EXPECT_EQ(stored.progress().records_processed(), 0);  // The valid report was not applied.
+  EXPECT_EQ(stored.status(), exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING);
+}
+
 TEST_F(WorkerServiceTest, AnExportOfNoRecordsCompletesWithoutPartsAndDownloadsEmpty) {
   ExportJob job;
   ASSERT_TRUE(server_.Create(AccountsRequest(), &job).ok());
