@@ -965,6 +965,12 @@ absl::StatusOr<ExportJob> WorkerClient::Complete(
   return impl_->Unary(&WorkerService::Stub::CompleteExportJob, request, control, options_.timeout);
 }
 
+absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse> WorkerClient::BatchReport(
+    const exportjobs::v1::BatchReportExportJobsRequest& request, const CallControl& control) {
+  return impl_->Unary(&WorkerService::Stub::BatchReportExportJobs, request, control,
+                      options_.timeout);
+}
+
 absl::StatusOr<ExportJob> WorkerClient::Fail(const exportjobs::v1::FailExportJobRequest& request,
                                              const CallControl& control) {
   return impl_->Unary(&WorkerService::Stub::FailExportJob, request, control, options_.timeout);

@@ -313,6 +313,13 @@ class WorkerClient {
 
   absl::StatusOr<exportjobs::v1::ExportJob> Complete(
       const exportjobs::v1::CompleteExportJobRequest& request, const CallControl& control = {});
+  // BatchReportExportJobs: several progress reports and completions, and optionally a claim of
+  // the next jobs (which never waits), in one call; each report's outcome is in its result.
+  // Retried like every call: a retried completion whose first answer was lost comes back
+  // ABORTED (the job is no longer processing), and jobs its first try claimed wait for their
+  // lease to expire.
+  absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse> BatchReport(
+      const exportjobs::v1::BatchReportExportJobsRequest& request, const CallControl& control = {});
   absl::StatusOr<exportjobs::v1::ExportJob> Fail(
       const exportjobs::v1::FailExportJobRequest& request, const CallControl& control = {});
   absl::StatusOr<exportjobs::v1::ExportJob> Release(

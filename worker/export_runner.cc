@@ -19,6 +19,9 @@
 namespace exportd {
 namespace {
 
+using exportjobs::v1::BatchClaim;
+using exportjobs::v1::BatchReportExportJobsRequest;
+using exportjobs::v1::BatchReportExportJobsResponse;
 using exportjobs::v1::ClaimExportJobRequest;
 using exportjobs::v1::ClaimExportJobResponse;
 using exportjobs::v1::CompleteExportJobRequest;
@@ -150,6 +153,10 @@ class ExportRunner::JobRun {
   // The final call after stopped_ was set.
   void EndStopped();
   void Complete();
+  // Completes with BatchReportExportJobs, claiming the loop's next job in the same call.
+  void CompleteAndClaim(const CompleteExportJobRequest& request);
+  // What follows the completion's answer: counted and logged, or the job stops for the error.
+  void Completed(const absl::StatusOr<ExportJob>& completed);
   void Fail(const std::string& message, bool retryable);
   void Release();
   void Drop(const std::string& why);
@@ -430,8 +437,58 @@ void ExportRunner::JobRun::Complete() {
   request.set_lease_token(lease_.token());
   request.set_record_count(writer_->records());
   for (const ExportPart& part : parts_) *request.add_parts() = part;
+  // The completion also claims this loop's next job (BatchReportExportJobs). A server from
+  // before BatchReportExportJobs answers UNIMPLEMENTED: then CompleteExportJob, from then on.
+  if (!runner_->batch_unsupported_.load(std::memory_order_relaxed)) {
+    CompleteAndClaim(request);
+    return;
+  }
   absl::StatusOr<ExportJob> completed =
       runner_->client_.Complete(request, Control(CallKind::kFinal, "CompleteExportJob"));
+  Completed(completed);
+}
+
+// The claim (of one job, unless the runner is stopping) brings the job to claimed_, where this
+// loop (or another waiting one) takes it as its next job.
+void ExportRunner::JobRun::CompleteAndClaim(const CompleteExportJobRequest& request) {
+  BatchReportExportJobsRequest batch;
+  *batch.add_reports()->mutable_complete() = request;
+  if (!runner_->stopping()) {
+    BatchClaim& claim = *batch.mutable_claim();
+    claim.set_worker_id(runner_->options_.worker_id);
+    for (exportjobs::v1::EntityType type : runner_->options_.entity_types) {
+      claim.add_entity_types(type);
+    }
+    claim.set_max_jobs(1);
+  }
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<BatchReportExportJobsResponse> answer =
+      runner_->client_.BatchReport(batch, Control(CallKind::kFinal, "BatchReportExportJobs"));
+  if (answer.status().code() == absl::StatusCode::kUnimplemented) {
+    runner_->batch_unsupported_.store(true, std::memory_order_relaxed);
+    return Completed(
+        runner_->client_.Complete(request, Control(CallKind::kFinal, "CompleteExportJob")));
+  }
+  if (!answer.ok()) return Completed(answer.status());
+  absl::StatusOr<ExportJob> completed =
+      absl::InternalError("BatchReportExportJobs: no result for the completion");
+  if (answer->results_size() == 1) {
+    const exportjobs::v1::JobReportResult& result = answer->results(0);
+    completed = result.code() == 0
+                    ? absl::StatusOr<ExportJob>(result.job())
+                    : absl::Status(static_cast<absl::StatusCode>(result.code()), result.message());
+  }
+  if (!answer->claimed().empty()) {
+    absl::MutexLock lock(&runner_->claim_mu_);
+    for (exportjobs::v1::ClaimedExportJob& next : *answer->mutable_claimed()) {
+      runner_->claimed_.push_back(
+          ClaimedJob{std::move(*next.mutable_job()), std::move(*next.mutable_lease()), sent});
+    }
+  }
+  Completed(completed);
+}
+
+void ExportRunner::JobRun::Completed(const absl::StatusOr<ExportJob>& completed) {
   if (!completed.ok()) {
     StopFor(Annotated("completing the job", completed.status()));
     return EndStopped();

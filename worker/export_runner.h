@@ -4,7 +4,9 @@
 // slots fill with one call); a loop with a job runs the export — rows from a Source, encoded by
 // a PartWriter into part files in work_dir, each part streamed to the server with
 // UploadExportPart and then deleted — reports progress, and completes, fails or releases the
-// job. Usable in-process (tests) and by worker_main.cc.
+// job. A completion is a BatchReportExportJobs that also claims the completing loop's next job
+// (CompleteExportJob against a server without it). Usable in-process (tests) and by
+// worker_main.cc.
 //
 // Per job: the job's filters are parsed against the entity's catalog (filters::Parse), its
 // fields become columns with their catalog types, the source counts the matching records (the
@@ -216,6 +218,10 @@ class ExportRunner {
   // Used only by the loop in ClaimFor (one at a time).
   int claim_failures_ = 0;
   absl::Duration claim_backoff_;
+
+  // The server answered BatchReportExportJobs UNIMPLEMENTED (it predates it): complete with
+  // CompleteExportJob.
+  std::atomic<bool> batch_unsupported_{false};
 
   // Held while the loops are joined, so that every Stop returns only after they ended.
   absl::Mutex join_mu_;

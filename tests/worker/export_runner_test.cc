@@ -35,6 +35,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/http/http_client.h"
 #include "tests/server/test_server.h"
 #include "tests/status_matchers.h"
 #include "tests/support/temp_dir.h"
@@ -553,6 +554,37 @@ TEST_F(ExportRunnerTest, LoopsSharingClaimsRunEveryJobOnce) {
   EXPECT_EQ(stats.claimed, 12);
   EXPECT_EQ(stats.completed, 12);
   EXPECT_EQ(stats.dropped, 0);
+}
+
+// A completion claims the loop's next job in the same call (BatchReportExportJobs): one loop
+// runs three jobs with one ClaimExportJob that returned a job.
+TEST_F(ExportRunnerTest, ACompletionBringsTheLoopItsNextJob) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Create(testing::AccountsRequest()).id());
+  ExportRunner::Options options = RunnerOptions(SqliteSourceFactory(DemoPath()));
+  options.concurrency = 1;
+  StartRunner(std::move(options));
+
+  for (const std::string& id : ids) {
+    const ExportJob job = WaitUntilTerminal(id);
+    EXPECT_EQ(job.status(), exportjobs::v1::EXPORT_JOB_STATUS_COMPLETED) << job.error_message();
+  }
+  runner_->Stop(ExportRunner::StopMode::kFinish);  // Every call has ended.
+  const testing::Reply reply = testing::HttpGet(server_.server().http_address(), "/metrics");
+  auto handled = [&](const std::string& method) {
+    const std::string series =
+        absl::StrCat("exportd_grpc_server_handled_total{code=\"OK\",method=\"", method,
+                     "\",service=\"exportjobs.v1.WorkerService\"} ");
+    const size_t at = reply.body.find(series);
+    if (at == std::string::npos) return -1;
+    return std::stoi(reply.body.substr(at + series.size()));
+  };
+
+  EXPECT_EQ(runner_->stats().completed, 3);
+  EXPECT_EQ(handled("BatchReportExportJobs"), 3) << reply.body;
+  EXPECT_EQ(handled("CompleteExportJob"), 0);
+  // The first job's claim, and at most the claim waiting when the runner stopped.
+  EXPECT_LE(handled("ClaimExportJob"), 2) << reply.body;
 }
 
 // Without Options::log the events go to the process's logger: one JSON object per line, the
