@@ -638,8 +638,9 @@ void CycleSession::OnDone(std::unique_ptr<Call> call, const grpc::Status& status
   std::vector<BatchCycleLoop*> claim_failed;
   std::string claim_error;
   {
+    // The call stays counted in flight until its loops have handed in what they do next, so
+    // that the next call carries all of it rather than the first loop's report alone.
     std::lock_guard<std::mutex> lock(mu_);
-    --in_flight_;
     if (!call->claimers.empty()) {
       if (!status.ok()) {
         claim_error = Failure("BatchReportExportJobs (claim)", status);
@@ -687,6 +688,7 @@ void CycleSession::OnDone(std::unique_ptr<Call> call, const grpc::Status& status
   for (auto& [loop, job] : assigned) loop->OnJob(std::move(job));
   for (BatchCycleLoop* loop : claim_failed) loop->OnClaimFailed(claim_error);
   std::lock_guard<std::mutex> lock(mu_);
+  --in_flight_;
   MaybeSend();
   if (in_flight_ == 0) idle_.notify_all();
 }
