@@ -713,6 +713,13 @@ CycleResult RunCycleOnce(const WorkerBenchContext& context, int run, int loops, 
     workers.push_back(WorkerService::NewStub(channels.back()));
     exports.push_back(ExportService::NewStub(channels.back()));
   }
+  // The channels live until the process ends. A run ends when its last loop has finished,
+  // which it learns in a callback that has not returned yet; destroying the channels then can
+  // drop gRPC's shared callback completion queue (gRPC 1.51: the last channel that used the
+  // callback API releases it) under that callback's thread, which then crashes in
+  // grpc_completion_queue_next.
+  static auto* const kept_channels = new std::vector<std::shared_ptr<grpc::Channel>>();
+  kept_channels->insert(kept_channels->end(), channels.begin(), channels.end());
 
   // The jobs, created by as many threads as there are loops (not measured).
   LoopStats create_stats;
