@@ -156,8 +156,9 @@ def build_rows(ours, bullmq):
     row = Row("cycle_jobs", f"job cycle, {slots} slots over 4 connections/processes, empty jobs",
               "jobs/s", ja, "BullMQ Worker", jb, ratios(ja or [], jb or []) if a and b else None,
               target=">= 2x BullMQ", digits=0,
-              note="exportd: claim (one ClaimExportJob with max_jobs for a connection's "
-                   "waiting slots), 1 progress report, complete (0 records, no parts); "
+              note="exportd: a connection's slots batch their progress reports and "
+                   "completions into one BatchReportExportJobs at a time, whose claim brings "
+                   "the completing slots their next jobs (0 records, no parts); "
                    "BullMQ: 4 processes x Worker concurrency 16, processor calls "
                    "job.updateProgress once")
     row.judge(lambda _, r: r >= 2.0, sized=slots == 64)
