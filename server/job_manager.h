@@ -109,7 +109,7 @@ class JobManager {
   using ClaimCallback = absl::AnyInvocable<void(absl::StatusOr<Claimed>) &&>;
   using ProgressCallback =
       absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::ReportProgressResponse>) &&>;
-  using BatchCallback =
+  using ReportBatchCallback =
       absl::AnyInvocable<void(absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse>) &&>;
 
   struct Options {
@@ -232,7 +232,7 @@ class JobManager {
   // or a read error of the claim. REQUIRES: the request was validated
   // (ValidateBatchReport in server/worker_service.cc): at most kMaxBatchReports reports, each
   // well-formed, claim.max_jobs 1 to kMaxClaimJobs.
-  void ReportBatch(exportjobs::v1::BatchReportExportJobsRequest request, BatchCallback done);
+  void ReportBatch(exportjobs::v1::BatchReportExportJobsRequest request, ReportBatchCallback done);
   // Most reports in one ReportBatch.
   static constexpr int kMaxBatchReports = 256;
 

@@ -322,8 +322,9 @@ void JobManager::ReportProgress(exportjobs::v1::ReportProgressRequest request,
 }
 
 void JobManager::ReportBatch(exportjobs::v1::BatchReportExportJobsRequest request,
-                             BatchCallback done) {
-  Enqueue(MakeOp<exportjobs::v1::BatchReportExportJobsResponse>(
+                             ReportBatchCallback done) {
+  const int reports = request.reports_size();
+  Op op = MakeOp<exportjobs::v1::BatchReportExportJobsResponse>(
       [this, request = std::move(request)](
           Txn& txn) -> absl::StatusOr<exportjobs::v1::BatchReportExportJobsResponse> {
         exportjobs::v1::BatchReportExportJobsResponse response;
@@ -362,7 +363,9 @@ void JobManager::ReportBatch(exportjobs::v1::BatchReportExportJobsRequest reques
         }
         return response;
       },
-      std::move(done)));
+      std::move(done));
+  op.requests = std::max(1, reports);  // For CommitReport::requests.
+  Enqueue(std::move(op));
 }
 
 void JobManager::CheckLease(std::string id, std::string token,
