@@ -472,16 +472,22 @@ class ExportClient::Coalescer {
     std::vector<std::vector<std::unique_ptr<Item>>> batches;
     {
       absl::MutexLock lock(&mu_);
-      if (closing_) return;
-      const bool limited = coalesce_.enabled && !unimplemented_;
-      while (!queue_.empty() &&
-             (!limited || in_flight_ < std::max(1, coalesce_.max_calls_in_flight))) {
-        batches.push_back(TakeBatch(queue_));
-        ++in_flight_;
-        in_flight_zero_ = false;
-      }
+      TakeSendable(batches);
     }
     for (auto& batch : batches) Send(std::move(batch));
+  }
+
+  // Moves the batches that may leave now into `batches`, each counted in in_flight_.
+  void TakeSendable(std::vector<std::vector<std::unique_ptr<Item>>>& batches)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (closing_) return;
+    const bool limited = coalesce_.enabled && !unimplemented_;
+    while (!queue_.empty() &&
+           (!limited || in_flight_ < std::max(1, coalesce_.max_calls_in_flight))) {
+      batches.push_back(TakeBatch(queue_));
+      ++in_flight_;
+      in_flight_zero_ = false;
+    }
   }
 
   // One call in flight: the items it carries and the call's state.
@@ -590,14 +596,18 @@ class ExportClient::Coalescer {
     Finished();
   }
 
-  // A call is over: frees its slot and sends what waited for it.
+  // A call is over: frees its slot and sends what waited for it. The slot is freed and the next
+  // batches are taken in one critical section, and nothing of this object is touched after it
+  // when none was taken: the destructor may run as soon as in_flight_ reaches zero.
   void Finished() {
+    std::vector<std::vector<std::unique_ptr<Item>>> batches;
     {
       absl::MutexLock lock(&mu_);
       --in_flight_;
+      TakeSendable(batches);
       in_flight_zero_ = in_flight_ == 0;
     }
-    Pump();
+    for (auto& batch : batches) Send(std::move(batch));
   }
 
   // The outcome of one try of an item: its result, or a retry after its backoff.
