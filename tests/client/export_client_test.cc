@@ -29,11 +29,13 @@
 #include "server/export_server.h"
 #include "tests/server/test_server.h"
 #include "tests/status_matchers.h"
+#include "tests/support/grpc_timing.h"
 #include "tests/support/temp_dir.h"
 
 namespace exportd::client {
 namespace {
 
+using exportd::test_support::kGrpcDeadlineSlack;
 using exportd::test_support::TempDir;
 using exportd::testing::AccountsRequest;
 using exportd::testing::IsOk;
@@ -598,7 +600,7 @@ TEST_F(ExportClientTest, WatchEndsAtItsDeadline) {
   EXPECT_THAT(
       client_.Watch(job.id(), short_watch, [&](const ExportJobEvent& e) { return log.Add(e); }),
       StatusIs(absl::StatusCode::kDeadlineExceeded));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300) - kGrpcDeadlineSlack);
   EXPECT_THAT(log.Revisions(), ElementsAre(1));
 }
 
@@ -816,7 +818,7 @@ TEST_F(ExportClientFaultTest, TriesShareTheCallsDeadline) {
   proxy_.Script("Get", {FaultProxy::Hang()});
   const absl::Time start = absl::Now();
   EXPECT_THAT(client.Get(kUnknownId), StatusIs(absl::StatusCode::kDeadlineExceeded));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300) - kGrpcDeadlineSlack);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_THAT(proxy_.Calls("Get"), SizeIs(1));
 

@@ -22,10 +22,12 @@
 #include "gtest/gtest.h"
 #include "tests/server/test_server.h"
 #include "tests/status_matchers.h"
+#include "tests/support/grpc_timing.h"
 
 namespace exportd::client {
 namespace {
 
+using exportd::test_support::kGrpcDeadlineSlack;
 using exportd::testing::AccountsRequest;
 using exportd::testing::IsOk;
 using exportd::testing::StatusIs;
@@ -497,7 +499,7 @@ TEST_F(WorkerClientFaultTest, ClaimDeadlineIsItsWaitPlusTheTimeout) {
   const absl::Time start = absl::Now();
   EXPECT_THAT(workers.Claim(ClaimRequest(absl::Milliseconds(300))),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(500));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(500) - kGrpcDeadlineSlack);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(fake_.Calls("Claim"), 1);  // A shared deadline that passed is not retried.
 }
@@ -517,7 +519,7 @@ TEST_F(WorkerClientFaultTest, WithADeadlinePerTryDeadlineExceededIsRetried) {
   };
   const absl::Time start = absl::Now();
   EXPECT_THAT(workers.ReportProgress({}, control), StatusIs(absl::StatusCode::kDeadlineExceeded));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300) - kGrpcDeadlineSlack);
   EXPECT_THAT(retried_after, ::testing::ElementsAre(1, 2));
   EXPECT_GE(fake_.Calls("ReportProgress"), 1);
 
