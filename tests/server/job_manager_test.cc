@@ -24,8 +24,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Forwards to a real store; Commit can be made to fail, and can be held until released, to
-// control what the real store cannot be made to do on demand.
+// Forwards to a real store; Commit can be made to fail, and Commit and List can be held until
+// released, to control what the real store cannot be made to do on demand.
 class ControlledStore final : public JobStore {
  public:
   explicit ControlledStore(JobStore* real) : real_(real) {}
@@ -43,7 +43,17 @@ class ControlledStore final : public JobStore {
     return real_->Commit(changes);
   }
   absl::StatusOr<JobRecord> Get(const std::string& id) const override { return real_->Get(id); }
-  absl::StatusOr<ListResult> List(const ListQuery& q) const override { return real_->List(q); }
+  absl::StatusOr<ListResult> List(const ListQuery& q) const override {
+    {
+      absl::MutexLock lock(&mu_);
+      list_entered_ = true;
+      mu_.Await(absl::Condition(
+          +[](const ControlledStore* s)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return !s->lists_held_; },
+          this));
+    }
+    return real_->List(q);
+  }
   absl::StatusOr<std::optional<std::string>> FindByRequestId(
       const std::string& tenant, const std::string& request_id) const override {
     return real_->FindByRequestId(tenant, request_id);
@@ -74,6 +84,20 @@ class ControlledStore final : public JobStore {
     absl::MutexLock lock(&mu_);
     held_ = false;
   }
+  // Lists wait from now until ReleaseLists.
+  void HoldLists() {
+    absl::MutexLock lock(&mu_);
+    lists_held_ = true;
+    list_entered_ = false;
+  }
+  void AwaitFirstHeldList() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&list_entered_));
+  }
+  void ReleaseLists() {
+    absl::MutexLock lock(&mu_);
+    lists_held_ = false;
+  }
   void FailCommits(bool fail) {
     absl::MutexLock lock(&mu_);
     fail_ = fail;
@@ -85,11 +109,13 @@ class ControlledStore final : public JobStore {
 
  private:
   JobStore* const real_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   int commits_ ABSL_GUARDED_BY(mu_) = 0;
   bool fail_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
   bool entered_ ABSL_GUARDED_BY(mu_) = false;
+  bool lists_held_ ABSL_GUARDED_BY(mu_) = false;
+  mutable bool list_entered_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class JobManagerTest : public ::testing::Test {
@@ -358,11 +384,14 @@ TEST_F(JobManagerTest, ACountAtStartInterleavedWithChangesEndsExact) {
   // counted and on jobs not yet counted.
   JobManager::Options options;
   options.count_page_size = 1;
+  store_->HoldLists();  // The count's first page waits, so the count is seen under way.
   auto manager =
       JobManager::Start(store_.get(), &clock_, &readers_, options, [](const JobChange&) {});
   ASSERT_OK(manager);
   jobs_ = *std::move(manager);
+  store_->AwaitFirstHeldList();
   EXPECT_FALSE(jobs_->counts().by_status.has_value());
+  store_->ReleaseLists();
 
   std::vector<absl::Notification> done(ids.size() + 10);
   size_t next = 0;
