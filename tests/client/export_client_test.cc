@@ -1203,6 +1203,46 @@ TEST_F(CoalescingTest, AServerWithoutBatchCreateGetsOneCallPerCreateFromThenOn) 
   EXPECT_EQ(ListedJobs(server_), 11);
 }
 
+TEST_F(CoalescingTest, ABatchEndsAtItsEarliestDeadlineAndTheOtherItemsAreSentAgain) {
+  CallOptions options = FastRetries();
+  options.timeout = absl::Seconds(2);
+  ExportClient client(MakeChannel(proxy_.address()), options, OneCallInFlight());
+  AsyncResults held, early, late;
+  proxy_.Script("Create", {FaultProxy::Hold()});
+  proxy_.Script("Batch", {FaultProxy::Hang()});
+  client.CreateAsync(AccountsRequest(), held.Callback());
+  ASSERT_TRUE(proxy_.AwaitHeld(1));
+  // Two creates wait for the held call; the second's deadline is a second after the first's (the
+  // pause sets the deadlines apart; nothing waits on it).
+  client.CreateAsync(AccountsRequest(), early.Callback());
+  absl::SleepFor(absl::Seconds(1));
+  client.CreateAsync(AccountsRequest(), late.Callback());
+  proxy_.ReleaseHeld();
+
+  // They leave together; the batch hangs until the earlier deadline ends it. The earlier create
+  // has no time left; the later one is sent again, alone, and is created.
+  const std::vector<absl::StatusOr<ExportJob>> early_result = early.Await(1);
+  ASSERT_THAT(early_result, SizeIs(1));
+  EXPECT_THAT(early_result[0], StatusIs(absl::StatusCode::kDeadlineExceeded));
+  const std::vector<absl::StatusOr<ExportJob>> late_result = late.Await(1);
+  ASSERT_THAT(late_result, SizeIs(1));
+  ASSERT_OK(late_result[0]);
+  ASSERT_THAT(held.Await(1), SizeIs(1));
+
+  const std::vector<FaultProxy::Call> batches = proxy_.Calls("Batch");
+  ASSERT_THAT(batches, SizeIs(1));
+  ASSERT_EQ(Carried(batches[0]), 2u);
+  const auto& batch =
+      static_cast<const exportjobs::v1::BatchCreateExportJobsRequest&>(*batches[0].request);
+  // The later create went out again with the request_id it had in the batch.
+  EXPECT_EQ(late_result[0]->request_id(), batch.requests(1).request_id());
+  const std::vector<FaultProxy::Call> creates = proxy_.Calls("Create");
+  ASSERT_THAT(creates, SizeIs(2));
+  EXPECT_EQ(static_cast<const CreateExportJobRequest&>(*creates[1].request).request_id(),
+            batch.requests(1).request_id());
+  EXPECT_EQ(ListedJobs(server_), 2);  // the held create and the later one
+}
+
 TEST_F(CoalescingTest, AServerThatTakesSmallerBatchesIsFollowed) {
   ServerOptions options;
   options.create_limits.max_batch_creates = 4;
