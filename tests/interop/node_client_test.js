@@ -383,6 +383,27 @@ async function run(args, temp) {
           'DownloadExport part 0 differs from the HTTP file');
     console.log(`ok: ${parts.length} parts over DownloadExport match their SHA-256s`);
 
+    // BatchCreateExportJobs: a result per item, in order; a bad item fails alone; a repeated
+    // request_id gives the same job.
+    const requestId = `node-batch-${crypto.randomBytes(8).toString('hex')}`;
+    const good = {
+      entity_type: 'ENTITY_TYPE_ACCOUNTS',
+      fields: ['id', 'name'],
+      request_id: requestId,
+    };
+    const batch = await unary(client, 'BatchCreateExportJobs',
+                              {requests: [good, {fields: ['id']}, good]});
+    check(batch.results.length === 3, `${batch.results.length} results for 3 requests`);
+    const [first, bad, again] = batch.results;
+    check(first.job && first.job.request_id === requestId, `item 0: ${JSON.stringify(first)}`);
+    check(!bad.job && bad.error && bad.error.code === grpc.status.INVALID_ARGUMENT &&
+              bad.error.message.startsWith('requests[1].entity_type'),
+          `item 1: ${JSON.stringify(bad)}`);
+    check(again.job && again.job.id === first.job.id,
+          `item 2 (the same request_id) is ${JSON.stringify(again)}, not job ${first.job.id}`);
+    console.log(`ok: BatchCreateExportJobs: job ${first.job.id}, '${bad.error.message}', ` +
+                'the same job again');
+
     // Error paths.
     const unknown = '0'.repeat(24);
     await expectRpcError(unary(client, 'GetExportJob', {id: unknown}), grpc.status.NOT_FOUND,

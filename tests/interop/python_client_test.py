@@ -313,6 +313,29 @@ def run(args, temp):
                   "DownloadExport part 0 differs from the HTTP file")
             print("ok: %d parts over DownloadExport match their SHA-256s" % len(job.parts))
 
+            # BatchCreateExportJobs: a result per item, in order; a bad item fails alone; a
+            # repeated request_id gives the same job.
+            request_id = "py-batch-" + secrets.token_hex(8)
+            good = service_pb2.CreateExportJobRequest(
+                entity_type=job_pb2.ENTITY_TYPE_ACCOUNTS, fields=["id", "name"],
+                request_id=request_id)
+            batch = stub.BatchCreateExportJobs(service_pb2.BatchCreateExportJobsRequest(
+                requests=[good, service_pb2.CreateExportJobRequest(fields=["id"]), good]),
+                timeout=CALL_TIMEOUT)
+            check(len(batch.results) == 3, "%d results for 3 requests" % len(batch.results))
+            first, bad, again = batch.results
+            check(first.WhichOneof("result") == "job", "item 0: %s" % first)
+            check(first.job.request_id == request_id, "item 0 request_id %r" % first.job.request_id)
+            check(bad.WhichOneof("result") == "error", "item 1: %s" % bad)
+            check(bad.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                  "item 1 code %d" % bad.error.code)
+            check(bad.error.message.startswith("requests[1].entity_type"),
+                  "item 1 message %r" % bad.error.message)
+            check(again.WhichOneof("result") == "job" and again.job.id == first.job.id,
+                  "item 2 (the same request_id) is %s, not job %s" % (again, first.job.id))
+            print("ok: BatchCreateExportJobs: job %s, %r, the same job again" %
+                  (first.job.id, bad.error.message))
+
             # Error paths.
             unknown = "0" * 24
             expect_rpc_error(lambda: stub.GetExportJob(
