@@ -307,8 +307,8 @@ bool JobManager::AwaitCounted(absl::Time deadline) {
 }
 
 absl::StatusOr<ExportJob> JobManager::ApplyCreate(Txn& txn, const CreateExportJobRequest& request,
-                                                  const std::string& tenant) {
-  const std::string fingerprint = CreateFingerprint(request);
+                                                  const std::string& tenant,
+                                                  const std::string& fingerprint) {
   if (!request.request_id().empty()) {
     EXPORTD_ASSIGN_OR_RETURN(std::optional<std::string> existing_id,
                              txn.FindByRequestId(tenant, request.request_id()));
@@ -361,9 +361,13 @@ absl::StatusOr<ExportJob> JobManager::ApplyCreate(Txn& txn, const CreateExportJo
 }
 
 void JobManager::Create(CreateExportJobRequest normalized, std::string tenant, JobCallback done) {
+  // The fingerprint is computed here, on the caller's thread, to keep it off the committer.
+  std::string fingerprint = CreateFingerprint(normalized);
   Enqueue(MakeOp<ExportJob>(
-      [this, request = std::move(normalized), tenant = std::move(tenant)](
-          Txn& txn) -> absl::StatusOr<ExportJob> { return ApplyCreate(txn, request, tenant); },
+      [this, request = std::move(normalized), tenant = std::move(tenant),
+       fingerprint = std::move(fingerprint)](Txn& txn) -> absl::StatusOr<ExportJob> {
+        return ApplyCreate(txn, request, tenant, fingerprint);
+      },
       std::move(done)));
 }
 
@@ -372,10 +376,17 @@ void JobManager::CreateBatch(std::vector<CreateExportJobRequest> normalized, std
   if (normalized.empty()) return std::move(done)({});
   const int items = static_cast<int>(normalized.size());
   auto results = std::make_shared<std::vector<absl::StatusOr<ExportJob>>>();
-  Op op{[this, requests = std::move(normalized), tenant = std::move(tenant), results](Txn& txn) {
+  // As in Create: the fingerprints are computed on the caller's thread.
+  std::vector<std::string> fingerprints;
+  fingerprints.reserve(normalized.size());
+  for (const CreateExportJobRequest& request : normalized) {
+    fingerprints.push_back(CreateFingerprint(request));
+  }
+  Op op{[this, requests = std::move(normalized), tenant = std::move(tenant),
+         fingerprints = std::move(fingerprints), results](Txn& txn) {
           results->reserve(requests.size());
-          for (const CreateExportJobRequest& request : requests) {
-            results->push_back(ApplyCreate(txn, request, tenant));
+          for (size_t i = 0; i < requests.size(); ++i) {
+            results->push_back(ApplyCreate(txn, requests[i], tenant, fingerprints[i]));
           }
         },
         [results, items, done = std::move(done)](const absl::Status& written) mutable {

@@ -332,10 +332,11 @@ class JobManager {
   template <typename T>
   static Op MakeOp(absl::AnyInvocable<absl::StatusOr<T>(Txn&)> apply,
                    absl::AnyInvocable<void(absl::StatusOr<T>) &&> done);
-  // Committer only: one create in the group's state (see Create).
+  // Committer only: one create in the group's state (see Create); `fingerprint` is the
+  // request's CreateFingerprint, computed before the request was queued.
   absl::StatusOr<ExportJob> ApplyCreate(Txn& txn,
                                         const exportjobs::v1::CreateExportJobRequest& request,
-                                        const std::string& tenant);
+                                        const std::string& tenant, const std::string& fingerprint);
   // The op of a claim: claims in the group's state, or parks the claim in waiters_.
   Op ClaimOp(std::shared_ptr<ClaimState> claim);
   absl::StatusOr<Claimed> TryClaim(Txn& txn, const ClaimState& claim);
