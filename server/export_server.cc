@@ -382,10 +382,10 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   Executor* io = impl->io.get();
   JobManager::Options job_options = options.jobs;
   job_options.after_group = [hub] { hub->Flush(); };
-  job_options.on_commit = [metrics](const CommitReport& report) {
-    metrics->OnCommit(report);
-    LogCommit(report);  // Formats on the committer; the asynchronous logger writes.
-  };
+  job_options.on_commit = [metrics](const CommitReport& report) { metrics->OnCommit(report); };
+  // The log lines are formatted on the answer thread, off the committer; the asynchronous logger
+  // writes them.
+  job_options.on_commit_answering = [](const CommitReport& report) { LogCommit(report); };
   const DownloadSigner* signer = impl->signer.get();
   job_options.download_url = [signer](const std::string& id, const std::string& tenant,
                                       int32_t part, absl::Time expires) {

@@ -42,8 +42,8 @@ ChangeMeaning Classify(const JobChange& change, ChangeCause cause);
 // lease_expired), ...
 std::string_view EventName(const ChangeMeaning& meaning);
 
-// Writes one log line per change of a group commit (JobManager::Options::on_commit), with the
-// job's id, revision and what the event is about:
+// Writes one log line per change of a group commit (JobManager::Options::on_commit_answering),
+// with the job's id, revision and what the event is about:
 //   job.created          entity_type, request_id
 //   job.claimed          entity_type, worker_id, attempt
 //   job.completed        entity_type, attempt, record_count, file_parts, file_size_bytes

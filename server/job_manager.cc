@@ -154,12 +154,14 @@ void JobManager::CommitLoop() {
     }
 
     absl::Status written = absl::OkStatus();
+    absl::Duration write_time;
     if (!txn.changes().empty()) {
       const absl::Time write_start = absl::Now();
       written = store_->Commit(txn.changes());
+      write_time = absl::Now() - write_start;
       if (written.ok() && options_.on_commit) {
-        options_.on_commit(CommitReport{txn.changes(), txn.causes(), txn.notes(), requests,
-                                        absl::Now() - write_start});
+        options_.on_commit(
+            CommitReport{txn.changes(), txn.causes(), txn.notes(), requests, write_time});
       }
     }
     if (written.ok()) {
@@ -178,14 +180,25 @@ void JobManager::CommitLoop() {
           absl::StrCat("the change could not be stored; retry: ", written.message()));
     }
     // The answers (gRPC Finish: serialising and sending) go to the answer thread, so that the
-    // committer goes on with the next group while they are sent.
+    // committer goes on with the next group while they are sent; so do the group's changes
+    // when on_commit_answering wants them (the committer is done with them), which also frees
+    // them there.
     std::vector<absl::AnyInvocable<void(const absl::Status&)>> finishes;
     finishes.reserve(group.size());
     for (Op& op : group) {
       if (op.finish) finishes.push_back(std::move(op.finish));
     }
-    if (!finishes.empty()) {
-      answers_.Submit([finishes = std::move(finishes), written]() mutable {
+    std::shared_ptr<Written> report;
+    if (written.ok() && !txn.changes().empty() && options_.on_commit_answering) {
+      report = std::make_shared<Written>(Written{std::move(txn.changes()), txn.TakeCauses(),
+                                                 txn.TakeNotes(), requests, write_time});
+    }
+    if (!finishes.empty() || report != nullptr) {
+      answers_.Submit([this, finishes = std::move(finishes), report, written]() mutable {
+        if (report != nullptr) {
+          options_.on_commit_answering(CommitReport{report->changes, report->causes, report->notes,
+                                                    report->requests, report->write_time});
+        }
         for (auto& finish : finishes) finish(written);
       });
     }

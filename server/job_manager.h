@@ -143,6 +143,10 @@ class JobManager {
     // handed to the listener and the callers are answered (for metrics and logs). Must not
     // block.
     std::function<void(const CommitReport&)> on_commit;
+    // Called on the answer thread after each successful write, in commit order, just before
+    // that group's callers are answered (for log lines: formatting them stays off the
+    // committer, which writes the next group meanwhile). Must not block.
+    std::function<void(const CommitReport&)> on_commit_answering;
     // Job records read per step of the count at start (see counts()).
     int count_page_size = 512;
     // Most active (pending or processing) jobs of one tenant; a Create beyond it is
@@ -311,6 +315,14 @@ class JobManager {
     absl::AnyInvocable<void(const absl::Status& written)> finish;
     // The callers' requests it carries, for CommitReport::requests (a batch create: its items).
     int requests = 1;
+  };
+  // A written group's changes, handed to the answer thread for on_commit_answering.
+  struct Written {
+    std::vector<JobChange> changes;
+    std::vector<ChangeCause> causes;
+    std::vector<std::string> notes;
+    int requests = 0;
+    absl::Duration write_time;
   };
   // A claim, from its request until it is answered; parked in waiters_ while it waits.
   struct ClaimState {

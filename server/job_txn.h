@@ -83,6 +83,8 @@ class JobManager::Txn {
   // causes()[i] is why changes()[i] was staged.
   const std::vector<ChangeCause>& causes() const { return causes_; }
   const std::vector<std::string>& notes() const { return notes_; }
+  std::vector<ChangeCause> TakeCauses() { return std::move(causes_); }
+  std::vector<std::string> TakeNotes() { return std::move(notes_); }
 
   // Parts to delete once the group is written: (job id, epoch; -1 for all).
   void Discard(const std::string& id, int64_t epoch) { discards_.emplace_back(id, epoch); }

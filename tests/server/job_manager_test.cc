@@ -5,6 +5,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -455,6 +456,62 @@ TEST_F(JobManagerTest, AFailedWriteIsNotReportedAndChangesNoCount) {
   absl::MutexLock lock(&reported_mu);
   EXPECT_THAT(reported,
               ::testing::ElementsAre(absl::StrCat(static_cast<int>(ChangeCause::kCreate), ":a")));
+}
+
+TEST_F(JobManagerTest, TheAnswerThreadReportsEachWrittenGroupBeforeItsCallersHear) {
+  jobs_.reset();
+  absl::Mutex reported_mu;
+  std::vector<std::string> reported;
+  std::thread::id committer;
+  std::thread::id answering;
+  JobManager::Options options;
+  options.on_commit = [&](const CommitReport&) {
+    absl::MutexLock lock(&reported_mu);
+    committer = std::this_thread::get_id();
+  };
+  options.on_commit_answering = [&](const CommitReport& report) {
+    absl::MutexLock lock(&reported_mu);
+    answering = std::this_thread::get_id();
+    for (size_t i = 0; i < report.changes.size(); ++i) {
+      const JobRecord& r = *report.changes[i].after;
+      reported.push_back(absl::StrCat(r.job().id(), "@", r.job().revision(), ":",
+                                      static_cast<int>(report.causes[i]), ":", report.requests));
+    }
+  };
+  auto manager =
+      JobManager::Start(store_.get(), &clock_, &readers_, options, [](const JobChange&) {});
+  ASSERT_OK(manager);
+  jobs_ = *std::move(manager);
+
+  std::vector<std::string> reported_when_answered;
+  exportjobs::v1::CreateExportJobRequest request;
+  request.set_entity_type(exportjobs::v1::ENTITY_TYPE_ACCOUNTS);
+  auto normalized = ValidateAndNormalizeCreate(request, CreateLimits{});
+  ASSERT_OK(normalized);
+  absl::StatusOr<ExportJob> job = Wait([&](auto done) {
+    jobs_->Create(*normalized, "",
+                  [&, done = std::move(done)](absl::StatusOr<ExportJob> job) mutable {
+                    {
+                      absl::MutexLock lock(&reported_mu);
+                      reported_when_answered = reported;
+                    }
+                    done(std::move(job));
+                  });
+  });
+  ASSERT_OK(job);
+  ASSERT_OK(Cancel(job->id()));
+  store_->FailCommits(true);
+  EXPECT_THAT(Create(), StatusIs(absl::StatusCode::kUnavailable));
+  store_->FailCommits(false);
+  jobs_->Shutdown();  // Every answer (and report) is through.
+
+  const std::string create = absl::StrCat(static_cast<int>(ChangeCause::kCreate));
+  const std::string cancel = absl::StrCat(static_cast<int>(ChangeCause::kCancel));
+  absl::MutexLock lock(&reported_mu);
+  EXPECT_THAT(reported_when_answered, ::testing::ElementsAre(job->id() + "@1:" + create + ":1"));
+  EXPECT_THAT(reported, ::testing::ElementsAre(job->id() + "@1:" + create + ":1",
+                                               job->id() + "@2:" + cancel + ":1"));
+  EXPECT_NE(answering, committer) << "reported on the committer";
 }
 
 }  // namespace
