@@ -1,12 +1,15 @@
 #include "common/logging.h"
 
 #include <atomic>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -92,25 +95,121 @@ spdlog::logger* Current() {
   return loggers.current.load(std::memory_order_acquire);
 }
 
+bool Reserved(std::string_view name) {
+  return name == "ts" || name == "level" || name == "process" || name == "event";
+}
+
+// "2026-11-28T12:00:00.123456Z": RFC 3339 in UTC with microseconds. The part up to the second
+// is formatted once per second and thread.
+std::string Timestamp(absl::Time now) {
+  const int64_t micros = absl::ToUnixMicros(now);
+  int64_t seconds = micros / 1000000;
+  int64_t fraction = micros % 1000000;
+  if (fraction < 0) {
+    seconds -= 1;
+    fraction += 1000000;
+  }
+  thread_local int64_t cached_second = std::numeric_limits<int64_t>::min();
+  thread_local std::string cached;
+  if (seconds != cached_second) {
+    cached =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
+    cached_second = seconds;
+  }
+  std::string text;
+  text.reserve(cached.size() + 8);
+  text += cached;
+  char digits[9] = {'.', '0', '0', '0', '0', '0', '0', 'Z', '\0'};
+  for (int i = 6; i >= 1; --i) {
+    digits[i] = static_cast<char>('0' + fraction % 10);
+    fraction /= 10;
+  }
+  text += digits;
+  return text;
+}
+
+// Appends `text` as a JSON string, escaped and with bytes that are not UTF-8 replaced, as
+// Json::dump writes it; names of letters, digits, '_', '.' and '-' need no escaping.
+void AppendString(std::string& out, std::string_view text) {
+  bool plain = true;
+  for (char c : text) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) {
+    out += '"';
+    out += text;
+    out += '"';
+    return;
+  }
+  out += Json(std::string(text)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// The line as one JSON object: ts, level, process (when set), event, then the fields in order,
+// a reserved name written as field_<name>; a name given twice keeps its first place and its
+// last value.
+std::string FormatLine(LogLevel level, std::string_view event, const LogField* fields,
+                       size_t count) {
+  const std::string* process = TheLoggers().process.load(std::memory_order_acquire);
+  const bool with_process = process != nullptr && !process->empty();
+  // The fields' names as written; a name given twice goes the slow way, through a Json object.
+  std::vector<std::string> names;
+  names.reserve(count);
+  bool repeated = false;
+  for (size_t i = 0; i < count; ++i) {
+    std::string name(fields[i].first);
+    if (Reserved(name)) name = "field_" + name;
+    for (const std::string& earlier : names) repeated = repeated || earlier == name;
+    names.push_back(std::move(name));
+  }
+  if (repeated) {
+    Json line = Json::object();
+    line["ts"] = Timestamp(absl::Now());
+    line["level"] = std::string(LogLevelName(level));
+    if (with_process) line["process"] = *process;
+    line["event"] = std::string(event);
+    for (size_t i = 0; i < count; ++i) line[names[i]] = fields[i].second;
+    return line.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  std::string text;
+  text.reserve(128 + 48 * count);
+  text += "{\"ts\":\"";
+  text += Timestamp(absl::Now());
+  text += "\",\"level\":\"";
+  text += LogLevelName(level);
+  text += '"';
+  if (with_process) {
+    text += ",\"process\":";
+    AppendString(text, *process);
+  }
+  text += ",\"event\":";
+  AppendString(text, event);
+  for (size_t i = 0; i < count; ++i) {
+    text += ',';
+    AppendString(text, names[i]);
+    text += ':';
+    const Json& value = fields[i].second;
+    if (value.is_number_integer()) {
+      text += value.is_number_unsigned() ? std::to_string(value.get<uint64_t>())
+                                         : std::to_string(value.get<int64_t>());
+    } else if (value.is_string()) {
+      AppendString(text, value.get_ref<const std::string&>());
+    } else {
+      text += value.dump(-1, ' ', false, Json::error_handler_t::replace);
+    }
+  }
+  text += '}';
+  return text;
+}
+
 void Write(LogLevel level, std::string_view event, const LogField* fields, size_t count) {
   spdlog::logger* logger = Current();
   const spdlog::level::level_enum spd_level = ToSpdlog(level);
   if (level == LogLevel::kOff || !logger->should_log(spd_level)) return;
   try {
-    Json line = Json::object();
-    line["ts"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone());
-    line["level"] = std::string(LogLevelName(level));
-    const std::string* process = TheLoggers().process.load(std::memory_order_acquire);
-    if (process != nullptr && !process->empty()) line["process"] = *process;
-    line["event"] = std::string(event);
-    for (size_t i = 0; i < count; ++i) {
-      std::string name(fields[i].first);
-      if (name == "ts" || name == "level" || name == "process" || name == "event") {
-        name = "field_" + name;
-      }
-      line[name] = fields[i].second;
-    }
-    const std::string text = line.dump(-1, ' ', false, Json::error_handler_t::replace);
+    const std::string text = FormatLine(level, event, fields, count);
     logger->log(spd_level, spdlog::string_view_t(text.data(), text.size()));
   } catch (const std::exception&) {
     // Logging never takes the caller down (e.g. out of memory while building the line).

@@ -68,6 +68,47 @@ TEST(LoggingTest, ValuesAreEscapedAndInvalidUtf8IsReplaced) {
   EXPECT_EQ(line["level"], "warn");
 }
 
+// The line as a Json object writes it, from "level" on (ts differs from line to line).
+std::string AfterTs(const std::string& line) { return line.substr(line.find(",\"level\"")); }
+
+TEST(LoggingTest, EveryKindOfValueIsWrittenAsAJsonObjectWritesIt) {
+  LogCapture capture;
+  const Json nested = Json::parse(R"({"b":[1,-2.5,"x\"y",null,true],"a":{}})");
+  LogEvent(LogLevel::kInfo, "kinds \"quoted\"",
+           {{"negative", int64_t{-42}},
+            {"big", uint64_t{18446744073709551615u}},
+            {"zero", 0},
+            {"ratio", 0.125},
+            {"yes", true},
+            {"none", nullptr},
+            {"text", "caf\xc3\xa9 \xff tab\t"},
+            {"odd name \"", "v"},
+            {"nested", nested}});
+  Json expected = Json::object();
+  expected["level"] = "info";
+  expected["event"] = "kinds \"quoted\"";
+  expected["negative"] = int64_t{-42};
+  expected["big"] = uint64_t{18446744073709551615u};
+  expected["zero"] = 0;
+  expected["ratio"] = 0.125;
+  expected["yes"] = true;
+  expected["none"] = nullptr;
+  expected["text"] = "caf\xc3\xa9 \xff tab\t";
+  expected["odd name \""] = "v";
+  expected["nested"] = nested;
+  const std::string text = expected.dump(-1, ' ', false, Json::error_handler_t::replace);
+  const std::vector<std::string> lines = capture.Lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(AfterTs(lines[0]), "," + text.substr(1));
+}
+
+TEST(LoggingTest, ANameGivenTwiceKeepsItsFirstPlaceAndItsLastValue) {
+  LogCapture capture;
+  LogEvent(LogLevel::kInfo, "x", {{"a", 1}, {"b", 2}, {"a", 3}, {"event", 4}, {"field_event", 5}});
+  const std::string line = capture.Lines().at(0);
+  EXPECT_EQ(AfterTs(line), R"(,"level":"info","event":"x","a":3,"b":2,"field_event":5})");
+}
+
 TEST(LoggingTest, ReservedNamesAreRenamed) {
   LogCapture capture;
   LogEvent(LogLevel::kInfo, "x", {{"event", "y"}, {"ts", 1}});
