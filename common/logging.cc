@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -55,6 +56,8 @@ struct Loggers {
   std::vector<std::shared_ptr<spdlog::logger>> owned ABSL_GUARDED_BY(mu);
   std::vector<std::unique_ptr<const std::string>> owned_process ABSL_GUARDED_BY(mu);
   std::shared_ptr<spdlog::details::thread_pool> pool ABSL_GUARDED_BY(mu);
+  // The sinks of the asynchronous loggers, flushed by ShutdownLogging once their pool is done.
+  std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks ABSL_GUARDED_BY(mu);
 
   spdlog::logger* Adopt(std::shared_ptr<spdlog::logger> logger) {
     logger->set_pattern("%v");  // The line is the message: the JSON object.
@@ -216,6 +219,37 @@ void Write(LogLevel level, std::string_view event, const LogField* fields, size_
   }
 }
 
+// The asynchronous logger's sink: stderr, one write per burst of lines instead of one per line.
+// A line is written at once when no other line is queued behind it; while more are queued, lines
+// gather (up to kBurstBytes) and go out with the last of them. Called on the pool's one thread.
+class BurstStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // Only `pool`'s one thread calls the sink while `pool` exists (ShutdownLogging flushes it after
+  // the pool has ended), so a plain pointer is enough. A shared one taken on that thread would
+  // let the pool's last owner be its own thread, whose destructor would then join itself.
+  explicit BurstStderrSink(spdlog::details::thread_pool* pool) : pool_(pool) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    this->formatter_->format(msg, formatted);
+    buffer_.append(formatted.data(), formatted.size());
+    if (buffer_.size() >= kBurstBytes || pool_->queue_size() == 0) flush_();
+  }
+
+  void flush_() override {
+    if (buffer_.empty()) return;
+    std::fwrite(buffer_.data(), 1, buffer_.size(), stderr);
+    std::fflush(stderr);
+    buffer_.clear();
+  }
+
+ private:
+  static constexpr size_t kBurstBytes = 64 * 1024;
+  spdlog::details::thread_pool* const pool_;
+  std::string buffer_;
+};
+
 }  // namespace
 
 // Collects lines in memory (LogCapture).
@@ -285,11 +319,12 @@ void InitLogging(const LoggingOptions& options) {
   if (options.async) {
     auto pool = std::make_shared<spdlog::details::thread_pool>(
         options.queue_lines == 0 ? 1 : options.queue_lines, 1);
-    logger = std::make_shared<spdlog::async_logger>(
-        "exportd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), pool,
-        spdlog::async_overflow_policy::overrun_oldest);
+    auto sink = std::make_shared<BurstStderrSink>(pool.get());
+    logger = std::make_shared<spdlog::async_logger>("exportd", sink, pool,
+                                                    spdlog::async_overflow_policy::overrun_oldest);
     absl::MutexLock lock(&loggers.mu);
     loggers.pool = pool;
+    loggers.sinks.push_back(std::move(sink));
   } else {
     logger = SyncStderrLogger(options.level);
   }
@@ -313,6 +348,13 @@ void ShutdownLogging() {
   }
   // The pool's thread writes what is queued before it joins; async loggers hold the pool weakly.
   pool.reset();
+  // What the sinks gathered behind the pool's own last message (it ends the thread).
+  std::vector<std::shared_ptr<spdlog::sinks::sink>> sinks;
+  {
+    absl::MutexLock lock(&loggers.mu);
+    sinks = loggers.sinks;
+  }
+  for (const auto& sink : sinks) sink->flush();
 }
 
 uint64_t DroppedLogLines() {

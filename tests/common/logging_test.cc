@@ -3,6 +3,7 @@
 // writing to the real stderr (a pipe), observed from a child process.
 #include "common/logging.h"
 
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -238,6 +239,48 @@ TEST(LoggingTest, TheAsynchronousLoggerWritesEveryLineToStderrByShutdown) {
   ASSERT_EQ(lines.size(), 101u) << written;
   for (int i = 0; i < 100; ++i) EXPECT_EQ(Json::parse(lines[i])["i"], i);
   EXPECT_EQ(Json::parse(lines[100])["event"], "after");
+}
+
+TEST(LoggingTest, TheAsynchronousLoggerWritesALineWithoutWaitingForTheNext) {
+  // The child logs one line and waits; the line must reach the pipe while it waits.
+  int err[2];
+  int go[2];
+  ASSERT_EQ(pipe(err), 0);
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(err[0]);
+    close(go[1]);
+    dup2(err[1], 2);
+    InitLogging({.level = LogLevel::kInfo, .async = true, .queue_lines = 1024});
+    for (int i = 0; i < 50; ++i) LogEvent(LogLevel::kInfo, "burst", {{"i", i}});
+    LogEvent(LogLevel::kInfo, "alone");
+    char c;
+    while (read(go[0], &c, 1) < 0) {
+    }
+    _exit(0);  // Without ShutdownLogging: only what was written already counts.
+  }
+  close(err[1]);
+  close(go[0]);
+  std::string written;
+  char buffer[4096];
+  while (written.find("\"alone\"") == std::string::npos) {
+    pollfd readable{err[0], POLLIN, 0};
+    if (poll(&readable, 1, 10000) <= 0) break;  // Ten seconds without the line: it never came.
+    const ssize_t n = read(err[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    written.append(buffer, static_cast<size_t>(n));
+  }
+  EXPECT_NE(written.find("\"alone\""), std::string::npos) << written;
+  close(go[1]);
+  while (read(err[0], buffer, sizeof(buffer)) > 0) {
+  }
+  close(err[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::vector<std::string> lines = absl::StrSplit(written, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 51u) << written;
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(Json::parse(lines[i])["i"], i);
 }
 
 TEST(LoggingTest, AStuckStderrNeverBlocksTheCallerItDropsTheOldestLines) {
