@@ -38,6 +38,10 @@ using keys::ColumnFamily;
 constexpr int kBloomBitsPerKey = 10;
 // The memtable's bloom filter, as a share of the memtable's size (RocksDB caps it at 0.25).
 constexpr double kMemtableBloomRatio = 0.02;
+// The idempotency family's memtable: its keys (tenant, request_id) arrive in random order, so
+// each insert searches the skip list from the top; a small memtable keeps that search in the
+// CPU's caches (with 64 MiB it was 15 % of the server's samples under 64 outstanding creates).
+constexpr size_t kIdempotencyWriteBuffer = size_t{4} << 20;
 
 absl::Time ToTime(const google::protobuf::Timestamp& timestamp) {
   return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
@@ -67,6 +71,9 @@ rocksdb::ColumnFamilyOptions FamilyOptions(std::optional<ColumnFamily> family,
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kBloomBitsPerKey));
     options.memtable_whole_key_filtering = true;
     options.memtable_prefix_bloom_size_ratio = kMemtableBloomRatio;
+    if (family == ColumnFamily::kIdempotency) {
+      options.write_buffer_size = kIdempotencyWriteBuffer;
+    }
   } else if (family == ColumnFamily::kEvents) {
     // Only read by scans within one job's id: a filter on the id prefix instead.
     options.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(kJobIdLength));
