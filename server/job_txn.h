@@ -46,7 +46,7 @@ class JobManager::Txn {
 
   // The job as it will be after the changes staged so far; nullopt when it does not exist.
   absl::StatusOr<std::optional<JobRecord>> Read(const std::string& id) {
-    if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
+    if (auto it = overlay_.find(id); it != overlay_.end()) return changes_[it->second].after;
     absl::StatusOr<JobRecord> record = store_->Get(id);
     if (absl::IsNotFound(record.status())) return std::nullopt;
     if (!record.ok()) return record.status();
@@ -73,7 +73,7 @@ class JobManager::Txn {
       request_ids_[RequestKey(any.tenant(), request_id)] =
           change.after ? std::optional<std::string>(any.job().id()) : std::nullopt;
     }
-    overlay_[any.job().id()] = change.after;
+    overlay_[any.job().id()] = changes_.size();
     changes_.push_back(std::move(change));
     causes_.push_back(cause);
     notes_.push_back(std::move(note));
@@ -97,7 +97,9 @@ class JobManager::Txn {
  private:
   JobStore* const store_;
   const absl::Time now_;
-  absl::flat_hash_map<std::string, std::optional<JobRecord>> overlay_;
+  // The index in changes_ of each staged job's last change (its record after the group so far):
+  // staged records are not copied.
+  absl::flat_hash_map<std::string, size_t> overlay_;
   absl::flat_hash_map<std::string, std::optional<std::string>> request_ids_;
   std::vector<JobChange> changes_;
   std::vector<ChangeCause> causes_;
