@@ -41,12 +41,7 @@ void ProgressHub::Remove(const std::string& id, const WatchTarget* target) {
 
 void ProgressHub::Publish(const JobChange& change) {
   absl::MutexLock throttle_lock(&throttle_mu_);
-  auto event = std::make_shared<ExportJobEvent>();
   const JobRecord& record = change.after ? *change.after : *change.before;
-  *event->mutable_job() = record.job();
-  event->set_revision(record.job().revision());
-  event->set_kind(change.after ? ExportJobEvent::KIND_CHANGED : ExportJobEvent::KIND_DELETED);
-
   const std::string& id = record.job().id();
   const bool processing =
       change.after && change.after->job().status() == exportjobs::v1::EXPORT_JOB_STATUS_PROCESSING;
@@ -54,7 +49,16 @@ void ProgressHub::Publish(const JobChange& change) {
       processing && change.before && change.before->job().status() == change.after->job().status();
   if (!processing) {
     throttles_.erase(id);  // A held report is older than this change: dropped.
-  } else if (progress_interval_ > absl::ZeroDuration()) {
+    // Without a watcher of this job or of all jobs the event is not even built (a watcher that
+    // registers later starts from the stored state, which has this change already).
+    absl::MutexLock lock(&mu_);
+    if (!by_job_.contains(id) && (all_jobs_ == nullptr || all_jobs_->empty())) return;
+  }
+  auto event = std::make_shared<ExportJobEvent>();
+  *event->mutable_job() = record.job();
+  event->set_revision(record.job().revision());
+  event->set_kind(change.after ? ExportJobEvent::KIND_CHANGED : ExportJobEvent::KIND_DELETED);
+  if (processing && progress_interval_ > absl::ZeroDuration()) {
     const absl::Time now = absl::Now();
     Throttle& throttle = throttles_[id];
     if (progress_report && now < throttle.last_delivered + progress_interval_) {
