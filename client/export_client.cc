@@ -530,7 +530,11 @@ class ExportClient::Coalescer {
                                       [this, call](grpc::Status status) { OnDone(call, status); });
       return;
     }
-    for (const auto& item : call->items) *call->batch_request.add_requests() = item->request;
+    // The requests move into the call (no copy); OnDone moves them back, for retries.
+    call->batch_request.mutable_requests()->Reserve(static_cast<int>(call->items.size()));
+    for (const auto& item : call->items) {
+      *call->batch_request.add_requests() = std::move(item->request);
+    }
     stub_->async()->BatchCreateExportJobs(
         &call->context, &call->batch_request, &call->batch_response,
         [this, call](grpc::Status status) { OnDone(call, status); });
@@ -539,6 +543,12 @@ class ExportClient::Coalescer {
   void OnDone(const std::shared_ptr<Call>& call, const grpc::Status& grpc_status) {
     const absl::Status status = FromGrpcStatus(grpc_status);
     const bool batch = call->items.size() > 1;
+    if (batch) {
+      for (size_t i = 0; i < call->items.size(); ++i) {
+        call->items[i]->request =
+            std::move(*call->batch_request.mutable_requests(static_cast<int>(i)));
+      }
+    }
     std::vector<std::unique_ptr<Item>> again;  // sent again, with no try counted
     if (status.ok() && !batch) {
       Settle(std::move(call->items[0]), std::move(call->job));
