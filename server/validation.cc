@@ -1,8 +1,10 @@
 #include "server/validation.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -155,6 +157,29 @@ absl::StatusOr<CreateExportJobRequest> ValidateAndNormalizeCreate(
   return normalized;
 }
 
+namespace {
+
+// SHA-256 of `bytes`. OpenSSL 3's one-shot SHA256() looks the algorithm up on every call, which
+// took longer than hashing a create request (about 600 against 150 ns); this reuses one fetched
+// algorithm and a context per thread, and falls back to the one-shot call if they fail.
+std::string Sha256(const std::string& bytes) {
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // Never freed.
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
+                                                                               &EVP_MD_CTX_free);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (kSha256 != nullptr && context != nullptr &&
+      EVP_DigestInit_ex(context.get(), kSha256, nullptr) == 1 &&
+      EVP_DigestUpdate(context.get(), bytes.data(), bytes.size()) == 1 &&
+      EVP_DigestFinal_ex(context.get(), digest, &size) == 1 && size == SHA256_DIGEST_LENGTH) {
+    return std::string(reinterpret_cast<const char*>(digest), size);
+  }
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), SHA256_DIGEST_LENGTH);
+}
+
+}  // namespace
+
 std::string CreateFingerprint(const CreateExportJobRequest& normalized) {
   CreateExportJobRequest copy = normalized;
   copy.clear_request_id();
@@ -165,9 +190,7 @@ std::string CreateFingerprint(const CreateExportJobRequest& normalized) {
     coded.SetSerializationDeterministic(true);
     copy.SerializeToCodedStream(&coded);
   }
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+  return Sha256(bytes);
 }
 
 absl::Status ValidateJobFilters(int status, int entity_type) {

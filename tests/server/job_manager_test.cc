@@ -2,6 +2,8 @@
 // group commit, and what happens when the store refuses a write.
 #include "server/job_manager.h"
 
+#include <openssl/sha.h>
+
 #include <array>
 #include <memory>
 #include <string>
@@ -12,6 +14,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "gtest/gtest.h"
 #include "server/validation.h"
 #include "storage/rocksdb_job_store.h"
@@ -456,6 +460,30 @@ TEST_F(JobManagerTest, AFailedWriteIsNotReportedAndChangesNoCount) {
   absl::MutexLock lock(&reported_mu);
   EXPECT_THAT(reported,
               ::testing::ElementsAre(absl::StrCat(static_cast<int>(ChangeCause::kCreate), ":a")));
+}
+
+TEST_F(JobManagerTest, TheStoredFingerprintIsTheSha256OfTheRequestWithoutItsRequestId) {
+  // Records stored by any earlier server must still match their retries: the digest's form is
+  // part of the stored data.
+  ASSERT_OK_AND_ASSIGN(ExportJob job, Create("r-fingerprint"));
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, real_->Get(job.id()));
+  exportjobs::v1::CreateExportJobRequest request;
+  request.set_entity_type(exportjobs::v1::ENTITY_TYPE_ACCOUNTS);
+  request.add_fields("name");
+  ASSERT_OK_AND_ASSIGN(exportjobs::v1::CreateExportJobRequest normalized,
+                       ValidateAndNormalizeCreate(request, CreateLimits{}));
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    normalized.SerializeToCodedStream(&coded);
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  EXPECT_EQ(stored.request_fingerprint(),
+            std::string(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  EXPECT_EQ(CreateFingerprint(normalized), stored.request_fingerprint());
 }
 
 TEST_F(JobManagerTest, TheAnswerThreadReportsEachWrittenGroupBeforeItsCallersHear) {
