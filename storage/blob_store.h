@@ -4,7 +4,8 @@
 // of the attempt that replaced it.
 //
 // Thread safety: all methods are thread-safe; a PartUpload is used by one thread at a time (it
-// may write in the background between its calls, and waits for that before it is destroyed).
+// may write in the background between its calls, and waits for that before it is destroyed),
+// except that its Hash and Write may run at the same time on two threads.
 // Every method does file I/O: never call one on a gRPC callback thread.
 #pragma once
 
@@ -28,13 +29,22 @@ class BlobStore {
     // Adds `data` to the part (copied: the caller may reuse it). May return before the bytes
     // are written; a failed write shows in a later Append or in Commit.
     // Errors: UNAVAILABLE when the write fails (e.g. the disk is full).
-    [[nodiscard]] virtual absl::Status Append(std::string_view data) = 0;
+    [[nodiscard]] absl::Status Append(std::string_view data) {
+      Hash(data);
+      return Write(data);
+    }
+    // Append's two halves, for a caller that runs them on two threads at once so that hashing
+    // and writing overlap: Hash adds the bytes to the part's SHA-256, Write stages and writes
+    // them (as Append says). Each must be given every byte of the part, in order, before Commit;
+    // Hash may run while Write runs, but neither while itself runs.
+    virtual void Hash(std::string_view data) = 0;
+    [[nodiscard]] virtual absl::Status Write(std::string_view data) = 0;
     // Checks that the bytes appended have `size_bytes` bytes and the SHA-256 `sha256` (lowercase
     // hex), then makes them the part (replacing an earlier upload of the same part and epoch)
     // durably. Errors: INVALID_ARGUMENT naming the mismatch (nothing is kept); UNAVAILABLE for
     // I/O errors.
     [[nodiscard]] virtual absl::Status Commit(int64_t size_bytes, const std::string& sha256) = 0;
-    // Bytes appended so far.
+    // Bytes written (appended) so far.
     virtual int64_t size() const = 0;
   };
 

@@ -78,9 +78,13 @@ class FileUpload final : public BlobStore::PartUpload {
     EVP_MD_CTX_free(sha_);
   }
 
-  absl::Status Append(std::string_view data) override {
-    if (fd_ < 0) return absl::FailedPreconditionError("the part upload is closed");
+  void Hash(std::string_view data) override {
     EVP_DigestUpdate(sha_, data.data(), data.size());
+    hashed_ += static_cast<int64_t>(data.size());
+  }
+
+  absl::Status Write(std::string_view data) override {
+    if (fd_ < 0) return absl::FailedPreconditionError("the part upload is closed");
     size_ += static_cast<int64_t>(data.size());
     if (!direct_ && !stages_[current_].pending && stages_[current_].size == 0) {
       return WriteAt(data.data(), data.size());
@@ -112,6 +116,10 @@ class FileUpload final : public BlobStore::PartUpload {
     unsigned int digest_size = 0;
     EVP_DigestFinal_ex(sha_, digest, &digest_size);
     const std::string actual = ToHex(digest, digest_size);
+    if (hashed_ != size_) {
+      return absl::InternalError(
+          absl::StrCat(hashed_, " bytes were hashed but ", size_, " bytes were written"));
+    }
     if (size_bytes != size_) {
       return absl::InvalidArgumentError(absl::StrCat("size_bytes: the trailer says ", size_bytes,
                                                      " but ", size_, " bytes were uploaded"));
@@ -251,7 +259,8 @@ class FileUpload final : public BlobStore::PartUpload {
   Stage stages_[2];
   int current_ = 0;     // The stage being filled.
   int64_t offset_ = 0;  // Where the next write starts.
-  int64_t size_ = 0;    // Bytes appended.
+  int64_t size_ = 0;    // Bytes written (given to Write).
+  int64_t hashed_ = 0;  // Bytes given to Hash.
   bool committed_ = false;
 };
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
@@ -132,6 +133,41 @@ TEST_F(BlobStoreTest, PartsOfEverySizeHoldTheirBytes) {
     EXPECT_EQ(std::filesystem::file_size(path), size) << "size " << size;
     EXPECT_TRUE(ReadFile(path) == bytes) << "size " << size;
   }
+}
+
+// Hash and Write on two threads at once, each given the chunks in order (as the upload reactor
+// runs them): the part is the same as with Append, digest checked.
+TEST_F(BlobStoreTest, HashingAndWritingOnTwoThreadsMakeTheSamePart) {
+  const std::string bytes = Bytes(3 * kStage + 4097);
+  const size_t chunk = (1 << 20) + 13;
+  ASSERT_OK_AND_ASSIGN(auto upload, store_->StartPart(kJob, 1, 1));
+  std::thread hasher([&] {
+    for (size_t offset = 0; offset < bytes.size(); offset += chunk) {
+      upload->Hash(std::string_view(bytes).substr(offset, chunk));
+    }
+  });
+  absl::Status written;
+  for (size_t offset = 0; offset < bytes.size() && written.ok(); offset += chunk) {
+    written = upload->Write(std::string_view(bytes).substr(offset, chunk));
+  }
+  hasher.join();
+  ASSERT_OK(written);
+  ASSERT_OK(upload->Commit(static_cast<int64_t>(bytes.size()), Sha256Hex(bytes)));
+  ASSERT_OK_AND_ASSIGN(std::string path, store_->PartPath(kJob, 1, 1));
+  EXPECT_TRUE(ReadFile(path) == bytes);
+}
+
+// A caller that hashed other bytes than it wrote gets an error, not a part whose digest was
+// never computed over its bytes.
+TEST_F(BlobStoreTest, BytesWrittenButNotHashedAreRefusedAndKeepNothing) {
+  ASSERT_OK_AND_ASSIGN(auto upload, store_->StartPart(kJob, 1, 1));
+  upload->Hash("hello ");
+  ASSERT_OK(upload->Write("hello "));
+  ASSERT_OK(upload->Write("world"));
+  EXPECT_THAT(upload->Commit(11, Sha256Hex("hello ")),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("6 bytes were hashed but 11")));
+  upload.reset();
+  EXPECT_EQ(CountFiles(dir_.path()), 0);
 }
 
 TEST_F(BlobStoreTest, AnUploadAbandonedWithWritesUnderWayLeavesNoFile) {
