@@ -6,13 +6,16 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "server/grpc_status.h"
+#include "server/upload_message.h"
 #include "server/validation.h"
 
 namespace exportd {
@@ -141,28 +144,34 @@ absl::Status ValidateFail(const exportjobs::v1::FailExportJobRequest& request) {
 
 // One UploadExportPart stream: header, chunks, trailer, pipelined. The header's lease check and
 // the part file's creation come first; then gRPC reads the next message while the I/O executor
-// writes the chunks before it: each chunk moves (not copies) from the read buffer into a queue
-// that one writer task at a time drains in order (SHA-256 and the file write). Reading pauses
-// while kMaxQueuedBytes are queued and resumes as the writer catches up, so an upload holds at
-// most that much (at least one chunk) besides the chunk being read and the one being written.
-// The trailer's commit runs on the writer after the last chunk.
+// works on the chunks before it. Each chunk (as the slices gRPC received it in, not copied; see
+// upload_message.h) goes to two queues, each drained in order by one task at a time on the I/O
+// executor: the hasher (SHA-256) and the writer (the copy into the file's staging buffer and the
+// write), so on two I/O threads hashing and writing overlap. Reading pauses while either queue
+// holds kMaxQueuedBytes and resumes as both catch up, so an upload holds at most that much (at
+// least one chunk) besides the chunk being read. Whichever of the two finishes last after the
+// trailer has come runs the commit.
 //
-// The reactor finishes exactly once, and never while a writer task runs (OnDone deletes it):
-// an error found on the gRPC thread while the writer runs is left for the writer to finish with.
-class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartRequest> {
+// The reactor finishes exactly once, and never while one of its tasks (the lease check and the
+// file's creation, the hasher, the writer, the commit) runs: OnDone deletes it. An error found on
+// the gRPC thread while a task runs is left for the last task to finish with.
+class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  // Bytes of chunks queued for the writer before reading pauses.
+  // Bytes of chunks queued for the hasher or the writer before reading pauses.
   static constexpr int64_t kMaxQueuedBytes = int64_t{8} << 20;
 
   UploadReactor(JobManager* jobs, BlobStore* blobs, Executor* io, CallTracker* calls,
-                const WorkerServiceImpl::Options& options, UploadExportPartResponse* response)
+                const WorkerServiceImpl::Options& options, grpc::ByteBuffer* response)
       : jobs_(jobs), blobs_(blobs), io_(io), calls_(calls), options_(options), response_(response) {
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) return Stop(Invalid("trailer", "the stream ended before the part's trailer"));
-    switch (request_.item_case()) {
+    absl::Status read = ReadUploadMessage(request_, &message_);
+    request_.Clear();
+    if (!read.ok()) return Stop(read);
+    switch (message_.item) {
       case UploadExportPartRequest::kHeader:
         return OnHeader();
       case UploadExportPartRequest::kChunk:
@@ -185,10 +194,22 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
   }
 
  private:
+  // A chunk as received: its bytes in order (references to gRPC's buffers), and their total.
+  struct Chunk {
+    std::vector<grpc::Slice> slices;
+    int64_t size = 0;
+  };
+  // The chunks waiting for the hasher or the writer, and whether its task runs.
+  struct Stage {
+    std::deque<Chunk> queue;
+    int64_t bytes = 0;
+    bool running = false;
+  };
+
   void OnHeader() {
     if (started_) return Stop(Invalid("header", "sent twice"));
     started_ = true;
-    header_ = request_.header();
+    header_ = message_.parsed.header();
     if (absl::Status valid = ValidateLease(header_.job_id(), header_.lease_token()); !valid.ok()) {
       return Stop(valid);
     }
@@ -199,30 +220,30 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
     if (header_.record_count() < 0) {
       return Stop(Invalid("header.record_count", "must not be negative"));
     }
-    // The lease check and the file's creation run as the writer: nothing else runs meanwhile.
+    // The lease check and the file's creation are a task: the next read starts after them.
     {
       absl::MutexLock lock(&mu_);
       if (!status_.ok()) return;  // Cancelled: OnCancel finished.
-      writing_ = true;
+      ++tasks_;
     }
     jobs_->CheckLease(
         header_.job_id(), header_.lease_token(), [this](absl::StatusOr<int64_t> epoch) {
-          if (!epoch.ok()) return WriterStopped(epoch.status());
+          if (!epoch.ok()) return EndTask(epoch.status());
           io_->Submit([this, epoch = *epoch] {
             auto upload = blobs_->StartPart(header_.job_id(), epoch, header_.part_number());
-            if (!upload.ok()) return WriterStopped(upload.status());
+            if (!upload.ok()) return EndTask(upload.status());
             upload_ = *std::move(upload);
             StartRead(&request_);
-            Drain();
+            EndTask(absl::OkStatus());
           });
         });
   }
 
-  // On the gRPC thread: queue the chunk, start the writer if it is idle, read on unless the
-  // queue is full.
+  // On the gRPC thread: queue the chunk for both stages, start those that are idle, read on
+  // unless a queue is full.
   void OnChunk() {
     if (!started_) return Stop(Invalid("header", "must come first"));
-    const int64_t size = static_cast<int64_t>(request_.chunk().size());
+    const int64_t size = message_.chunk_size;
     if (size > options_.max_chunk_bytes) {
       return Stop(
           Invalid("chunk", absl::StrCat(size, " bytes, at most ", options_.max_chunk_bytes)));
@@ -232,113 +253,143 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
           Invalid("chunk", absl::StrCat("the part exceeds ", options_.max_part_bytes, " bytes")));
     }
     received_ += size;
+    Chunk chunk{std::move(message_.chunk), size};
+    message_.chunk.clear();
+    bool start_hasher = false;
     bool start_writer = false;
     bool read_on = false;
     {
       absl::MutexLock lock(&mu_);
-      if (!status_.ok()) return;  // Finished, or the writer will finish.
-      queue_.push_back(std::move(*request_.mutable_chunk()));
-      queued_bytes_ += size;
-      start_writer = !writing_;
-      writing_ = true;
-      read_on = queued_bytes_ < kMaxQueuedBytes;
+      if (!status_.ok()) return;              // Finished, or the last task will finish.
+      start_hasher = Queue(&hasher_, chunk);  // A copy: the slices are shared, not the bytes.
+      start_writer = Queue(&writer_, std::move(chunk));
+      read_on = std::max(hasher_.bytes, writer_.bytes) < kMaxQueuedBytes;
       read_paused_ = !read_on;
     }
     if (read_on) StartRead(&request_);
-    if (start_writer) io_->Submit([this] { Drain(); });
+    if (start_hasher) io_->Submit([this] { Drain(&hasher_); });
+    if (start_writer) io_->Submit([this] { Drain(&writer_); });
   }
 
   void OnTrailer() {
     if (!started_) return Stop(Invalid("header", "must come first"));
-    const auto& trailer = request_.trailer();
+    const auto& trailer = message_.parsed.trailer();
     if (!IsLowerHexSha256(trailer.sha256())) {
       return Stop(Invalid("trailer.sha256", "must be 64 lowercase hex characters"));
     }
-    bool start_writer = false;
     {
       absl::MutexLock lock(&mu_);
-      if (!status_.ok()) return;  // Finished, or the writer will finish.
+      if (!status_.ok()) return;  // Finished, or the last task will finish.
       trailer_ = trailer;
-      start_writer = !writing_;
-      writing_ = true;
+      // Both stages done already: the commit is a task of its own. Else the one that finishes
+      // last commits.
+      if (!Idle(hasher_) || !Idle(writer_)) return;
+      trailer_.reset();
+      ++tasks_;
     }
-    if (start_writer) io_->Submit([this] { Drain(); });
+    io_->Submit([this, trailer] { Commit(trailer); });
   }
 
-  // The writer, on the I/O executor: writes the queued chunks in order, then commits once the
-  // trailer has come. Returns when the queue is empty (the next chunk starts a new writer).
-  void Drain() {
-    std::optional<UploadExportPartRequest::Trailer> trailer;  // Set when it is time to commit.
+  // Adds `chunk` to `stage`; true when its task is to be started.
+  bool Queue(Stage* stage, Chunk chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stage->bytes += chunk.size;
+    stage->queue.push_back(std::move(chunk));
+    if (stage->running) return false;
+    stage->running = true;
+    ++tasks_;
+    return true;
+  }
+
+  static bool Idle(const Stage& stage) { return !stage.running && stage.queue.empty(); }
+
+  // The hasher's or the writer's task, on the I/O executor: takes the stage's chunks in order;
+  // returns when its queue is empty (the next chunk starts it again), or commits when it is the
+  // last to finish after the trailer has come.
+  void Drain(Stage* stage) {
     while (true) {
-      std::string chunk;
+      Chunk chunk;
       bool resume_read = false;
+      std::optional<UploadExportPartRequest::Trailer> commit;
       {
         absl::MutexLock lock(&mu_);
-        if (!status_.ok()) break;  // Stopped meanwhile: finish with that error.
-        if (queue_.empty()) {
-          if (!trailer_) {
-            writing_ = false;
+        if (!status_.ok()) {  // Stopped meanwhile: end, and finish if last.
+          stage->running = false;
+          break;
+        }
+        if (stage->queue.empty()) {
+          stage->running = false;
+          if (!trailer_ || !Idle(hasher_) || !Idle(writer_)) {
+            --tasks_;
             return;
           }
-          trailer = *trailer_;
-          break;  // Every chunk is written: commit.
-        }
-        chunk = std::move(queue_.front());
-        queue_.pop_front();
-        queued_bytes_ -= static_cast<int64_t>(chunk.size());
-        if (read_paused_ && queued_bytes_ < kMaxQueuedBytes) {
-          read_paused_ = false;
-          resume_read = true;
+          commit = std::move(trailer_);  // This task goes on as the commit.
+          trailer_.reset();
+        } else {
+          chunk = std::move(stage->queue.front());
+          stage->queue.pop_front();
+          stage->bytes -= chunk.size;
+          if (read_paused_ && std::max(hasher_.bytes, writer_.bytes) < kMaxQueuedBytes) {
+            read_paused_ = false;
+            resume_read = true;
+          }
         }
       }
+      if (commit) return Commit(*commit);
       if (resume_read) StartRead(&request_);
-      if (absl::Status appended = upload_->Append(chunk); !appended.ok()) {
-        return WriterStopped(appended);
+      for (const grpc::Slice& slice : chunk.slices) {
+        const std::string_view bytes(reinterpret_cast<const char*>(slice.begin()), slice.size());
+        if (stage == &hasher_) {
+          upload_->Hash(bytes);
+        } else if (absl::Status written = upload_->Write(bytes); !written.ok()) {
+          return EndTask(written);
+        }
       }
-      if (options_.on_bytes_written) options_.on_bytes_written(static_cast<int64_t>(chunk.size()));
+      if (stage == &writer_ && options_.on_bytes_written) options_.on_bytes_written(chunk.size);
     }
-    if (trailer) return Commit(*trailer);
-    WriterStopped(absl::OkStatus());
+    EndTask(absl::OkStatus());
   }
 
-  // On the writer, after the last chunk: the durable commit, then the part's record.
+  // A task, once every chunk is hashed and written: the durable commit, then the part's record.
   void Commit(const UploadExportPartRequest::Trailer& trailer) {
     if (absl::Status committed = upload_->Commit(trailer.size_bytes(), trailer.sha256());
         !committed.ok()) {
-      return WriterStopped(committed);
+      return EndTask(committed);
     }
-    ExportPart part;
+    UploadExportPartResponse response;
+    ExportPart& part = *response.mutable_part();
     part.set_part_number(header_.part_number());
     part.set_size_bytes(trailer.size_bytes());
     part.set_record_count(header_.record_count());
     part.set_sha256(trailer.sha256());
-    *response_->mutable_part() = part;
-    jobs_->RecordPart(header_.job_id(), header_.lease_token(), part,
-                      [this](absl::StatusOr<ExportJob> job) { WriterStopped(job.status()); });
+    grpc::Slice answer(response.SerializeAsString());
+    *response_ = grpc::ByteBuffer(&answer, 1);
+    jobs_->RecordPart(
+        header_.job_id(), header_.lease_token(), part,
+        [this](absl::StatusOr<ExportJob> job) { EndTask(job.status(), /*committed=*/job.ok()); });
   }
 
-  // Ends the upload with `status` (the first error wins): finishes now when no writer runs,
-  // else leaves it to the writer, which stops at its next step.
+  // Ends the upload with `status` (the first error wins): finishes now when no task runs, else
+  // leaves it to the last task, which stops at its next step.
   void Stop(const absl::Status& status) {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
       if (status_.ok()) status_ = status;
-      if (!writing_) finish = TakeFinish(false);
+      if (tasks_ == 0) finish = TakeFinish(false);
     }
     if (finish) Finish(*finish);
   }
 
-  // The writer ends: with the commit's (or the lease check's, the file's creation's) outcome, or
-  // OK when it stopped for an error recorded meanwhile. Finishes with the first error recorded,
-  // else with `status`.
-  void WriterStopped(const absl::Status& status) {
+  // A task ends with `status` (OK when it stopped for an error recorded meanwhile, or when the
+  // file's creation is done), or the commit ends (`committed`). The last task to end finishes
+  // the upload when there is an error (the first recorded) or the part was committed.
+  void EndTask(const absl::Status& status, bool committed = false) {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
-      writing_ = false;
+      --tasks_;
       if (status_.ok() && !status.ok()) status_ = status;
-      finish = TakeFinish(status_.ok());
+      if (tasks_ == 0 && (committed || !status_.ok())) finish = TakeFinish(status_.ok());
     }
     if (finish) Finish(*finish);
   }
@@ -348,8 +399,10 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
   std::optional<grpc::Status> TakeFinish(bool committed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return std::nullopt;
     finished_ = true;
-    queue_.clear();
-    queued_bytes_ = 0;
+    for (Stage* stage : {&hasher_, &writer_}) {
+      stage->queue.clear();
+      stage->bytes = 0;
+    }
     if (committed) return grpc::Status::OK;
     return ToGrpcStatus(status_);
   }
@@ -359,26 +412,29 @@ class UploadReactor final : public grpc::ServerReadReactor<UploadExportPartReque
   Executor* const io_;
   CallTracker* const calls_;
   const WorkerServiceImpl::Options options_;
-  UploadExportPartResponse* const response_;
-  // Touched by gRPC reactions only (one at a time), and by the writer only while no read is
+  grpc::ByteBuffer* const response_;
+  // Touched by gRPC reactions only (one at a time), and by a task only while no read is
   // outstanding (StartRead after the file's creation and on resume).
-  UploadExportPartRequest request_;
+  grpc::ByteBuffer request_;
+  UploadMessage message_;  // request_, read.
   UploadExportPartRequest::Header header_;
   bool started_ = false;
   int64_t received_ = 0;  // Bytes of the chunks read (gRPC reactions only).
-  // Used by the writer only, and freed in OnDone.
+  // Created by the header's task, then used by the hasher (Hash), the writer (Write) and the
+  // commit, and freed in OnDone.
   std::unique_ptr<BlobStore::PartUpload> upload_;
   absl::Mutex mu_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
-  int64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  Stage hasher_ ABSL_GUARDED_BY(mu_);
+  Stage writer_ ABSL_GUARDED_BY(mu_);
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when the trailer has come and the commit is left to the stage that finishes last.
   std::optional<UploadExportPartRequest::Trailer> trailer_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // A writer task (or the lease check) runs.
-  absl::Status status_ ABSL_GUARDED_BY(mu_);   // The first error.
+  int tasks_ ABSL_GUARDED_BY(mu_) = 0;        // Tasks running.
+  absl::Status status_ ABSL_GUARDED_BY(mu_);  // The first error.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class RefusedUpload final : public grpc::ServerReadReactor<UploadExportPartRequest> {
+class RefusedUpload final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   explicit RefusedUpload(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
@@ -471,8 +527,8 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportProgress(
                });
 }
 
-grpc::ServerReadReactor<UploadExportPartRequest>* WorkerServiceImpl::UploadExportPart(
-    grpc::CallbackServerContext* context, UploadExportPartResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* WorkerServiceImpl::UploadExportPart(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   absl::StatusOr<Principal> caller =
       auth_->Check(context, Access::kWorker, absl::StrCat(kService, "UploadExportPart"));
   if (!caller.ok()) return new RefusedUpload(ToGrpcStatus(caller.status()));

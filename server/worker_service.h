@@ -18,7 +18,11 @@
 
 namespace exportd {
 
-class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackService {
+// UploadExportPart is served as a raw method (its messages read as bytes, see upload_message.h) so
+// that a chunk is not copied by protobuf; its protocol is the generated one.
+class WorkerServiceImpl final
+    : public exportjobs::v1::WorkerService::WithRawCallbackMethod_UploadExportPart<
+          exportjobs::v1::WorkerService::CallbackService> {
  public:
   struct Options {
     // Longest long-poll of a claim.
@@ -42,9 +46,9 @@ class WorkerServiceImpl final : public exportjobs::v1::WorkerService::CallbackSe
   grpc::ServerUnaryReactor* ReportProgress(
       grpc::CallbackServerContext* context, const exportjobs::v1::ReportProgressRequest* request,
       exportjobs::v1::ReportProgressResponse* response) override;
-  grpc::ServerReadReactor<exportjobs::v1::UploadExportPartRequest>* UploadExportPart(
-      grpc::CallbackServerContext* context,
-      exportjobs::v1::UploadExportPartResponse* response) override;
+  // Reads UploadExportPartRequest messages and answers an UploadExportPartResponse.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* UploadExportPart(grpc::CallbackServerContext* context,
+                                                              grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* CompleteExportJob(
       grpc::CallbackServerContext* context, const exportjobs::v1::CompleteExportJobRequest* request,
       exportjobs::v1::ExportJob* response) override;
