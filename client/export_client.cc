@@ -23,6 +23,7 @@
 #include "google/protobuf/empty.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace exportd::client {
@@ -885,10 +886,59 @@ absl::Status ExportClient::Download(std::string_view id, int part, absl::Duratio
 
 // --- WorkerClient --------------------------------------------------------------------------
 
+namespace {
+
+// UploadExportPart's full name, for calling it with messages written as bytes.
+constexpr char kUploadMethod[] = "/exportjobs.v1.WorkerService/UploadExportPart";
+
+// A slice that owns `bytes` (moved, not copied).
+grpc::Slice OwnedSlice(std::string bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  return grpc::Slice(
+      owned->data(), owned->size(), [](void* p) { delete static_cast<std::string*>(p); }, owned);
+}
+
+// An UploadExportPartRequest holding only `chunk`, encoded as protobuf encodes it (the field's
+// tag, the length as a varint, the bytes) with the bytes referenced rather than copied: a chunk
+// goes from the caller's string to the socket without a copy in between.
+grpc::ByteBuffer ChunkMessage(const grpc::Slice& chunk) {
+  constexpr uint8_t kChunkTag =
+      (exportjobs::v1::UploadExportPartRequest::kChunkFieldNumber << 3) | 2;
+  uint8_t prefix[11] = {kChunkTag};
+  size_t size = 1;
+  for (uint64_t length = chunk.size();; length >>= 7) {
+    prefix[size++] = static_cast<uint8_t>(length < 0x80 ? length : (length & 0x7f) | 0x80);
+    if (length < 0x80) break;
+  }
+  const grpc::Slice slices[2] = {grpc::Slice(prefix, size), chunk};
+  return grpc::ByteBuffer(slices, 2);
+}
+
+// Any other upload message, serialized by protobuf.
+grpc::ByteBuffer UploadMessage(const exportjobs::v1::UploadExportPartRequest& message) {
+  grpc::Slice bytes(message.SerializeAsString());
+  return grpc::ByteBuffer(&bytes, 1);
+}
+
+bool ParseAnswer(const grpc::ByteBuffer& answer, google::protobuf::Message* message) {
+  std::vector<grpc::Slice> slices;
+  if (!answer.Dump(&slices).ok()) return false;
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return message->ParseFromString(bytes);
+}
+
+}  // namespace
+
 class WorkerClient::Impl {
  public:
   Impl(std::shared_ptr<grpc::Channel> channel, const CallOptions* options)
-      : stub(WorkerService::NewStub(std::move(channel))), options(options) {}
+      : stub(WorkerService::NewStub(channel)),
+        options(options),
+        channel(channel),
+        upload_method(kUploadMethod, grpc::internal::RpcMethod::CLIENT_STREAMING, channel) {}
 
   Plan MakePlan(const CallControl& control, absl::Duration timeout) const {
     Plan plan;
@@ -913,6 +963,9 @@ class WorkerClient::Impl {
 
   const std::unique_ptr<WorkerService::Stub> stub;
   const CallOptions* const options;
+  // UploadExportPart, called with its messages written as bytes (see UploadMessage).
+  const std::shared_ptr<grpc::Channel> channel;
+  const grpc::internal::RpcMethod upload_method;
 };
 
 WorkerClient::WorkerClient(std::shared_ptr<grpc::Channel> channel, CallOptions options)
@@ -946,12 +999,22 @@ absl::StatusOr<exportjobs::v1::UploadExportPartResponse> WorkerClient::Upload(
         return rewound;
       }
     }
-    response.Clear();
-    std::unique_ptr<grpc::ClientWriter<UploadExportPartRequest>> stream =
-        impl_->stub->UploadExportPart(&context, &response);
+    grpc::ByteBuffer answer;
+    std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> stream(
+        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+            impl_->channel.get(), impl_->upload_method, &context, &answer));
+    // The stream's end: its status, and the server's answer parsed.
+    auto finish = [&]() -> absl::Status {
+      absl::Status finished = FromGrpcStatus(stream->Finish());
+      if (!finished.ok()) return finished;
+      if (!ParseAnswer(answer, &response)) {
+        return absl::InternalError("UploadExportPart: the server's answer does not parse");
+      }
+      return absl::OkStatus();
+    };
     UploadExportPartRequest message;
     *message.mutable_header() = part.header;
-    if (!stream->Write(message)) return FromGrpcStatus(stream->Finish());
+    if (!stream->Write(UploadMessage(message))) return finish();
     while (true) {
       absl::StatusOr<std::string> chunk = part.read();
       if (!chunk.ok()) {
@@ -961,20 +1024,20 @@ absl::StatusOr<exportjobs::v1::UploadExportPartResponse> WorkerClient::Upload(
         return chunk.status();
       }
       if (chunk->empty()) break;
-      if (chunk->size() <= kMaxChunkBytes) {
-        message.set_chunk(*std::move(chunk));
-        if (!stream->Write(message)) return FromGrpcStatus(stream->Finish());
-        continue;
-      }
-      for (size_t offset = 0; offset < chunk->size(); offset += kMaxChunkBytes) {
-        message.set_chunk(chunk->substr(offset, kMaxChunkBytes));
-        if (!stream->Write(message)) return FromGrpcStatus(stream->Finish());
+      // One slice owns the chunk; each message refers to a piece of it.
+      const grpc::Slice bytes = OwnedSlice(*std::move(chunk));
+      for (size_t offset = 0; offset < bytes.size(); offset += kMaxChunkBytes) {
+        if (!stream->Write(
+                ChunkMessage(bytes.sub(offset, std::min(bytes.size(), offset + kMaxChunkBytes))))) {
+          return finish();
+        }
       }
     }
+    message.Clear();
     *message.mutable_trailer() = part.trailer;
-    if (!stream->Write(message)) return FromGrpcStatus(stream->Finish());
+    if (!stream->Write(UploadMessage(message))) return finish();
     stream->WritesDone();
-    return FromGrpcStatus(stream->Finish());
+    return finish();
   });
   if (!status.ok()) return status;
   return response;
