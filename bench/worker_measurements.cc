@@ -34,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_common.h"
 #include "bench/child_process.h"
+#include "client/export_client.h"
 #include "exportjobs/v1/export_service.grpc.pb.h"
 #include "exportjobs/v1/worker_service.grpc.pb.h"
 
@@ -934,46 +935,36 @@ std::string PayloadSha256(const Payload& payload) {
   return Hex(digest, digest_size);
 }
 
-// Uploads the payload as part 1 of a claimed job, as the export-worker uploads a part file
-// (client/export_client.cc, WorkerClient::Upload): each chunk is produced (here stamped, there
-// read from the file) and then written to the stream. Sets seconds (from the first chunk to the
+// Uploads the payload as part 1 of a claimed job through the client library, as the
+// export-worker uploads a part file (client/export_client.cc, WorkerClient::Upload, which
+// worker/export_runner.cc calls): each chunk is produced (here stamped, there read from the
+// file) and handed to the library, which streams it. Sets seconds (from the first chunk to the
 // server's answer) and sha256.
-grpc::Status UploadPayload(WorkerService::Stub* stub, const std::string& job_id,
-                           const std::string& token, const Payload& payload, absl::Duration timeout,
-                           UploadResult* result) {
+absl::Status UploadPayload(client::WorkerClient* worker, const std::string& job_id,
+                           const std::string& token, const Payload& payload, UploadResult* result) {
   result->sha256 = PayloadSha256(payload);
-  grpc::ClientContext context;
-  context.set_deadline(DeadlineAfter(timeout));
-  UploadExportPartResponse response;
-  std::unique_ptr<grpc::ClientWriter<UploadExportPartRequest>> writer =
-      stub->UploadExportPart(&context, &response);
-  UploadExportPartRequest request;
-  request.mutable_header()->set_job_id(job_id);
-  request.mutable_header()->set_lease_token(token);
-  request.mutable_header()->set_part_number(1);
-  request.mutable_header()->set_record_count(0);
-  bool open = writer->Write(request);
-
-  std::string* chunk = request.mutable_chunk();
+  client::WorkerClient::PartUpload part;
+  part.header.set_job_id(job_id);
+  part.header.set_lease_token(token);
+  part.header.set_part_number(1);
+  part.header.set_record_count(0);
+  part.trailer.set_size_bytes(result->bytes);
+  part.trailer.set_sha256(result->sha256);
+  int64_t next = 0;
+  part.read = [&]() -> absl::StatusOr<std::string> {
+    std::string chunk;
+    if (next < payload.chunks()) payload.Stamp(next++, &chunk);
+    return chunk;
+  };
   const int64_t start = NowNanos();
-  for (int64_t i = 0; open && i < payload.chunks(); ++i) {
-    payload.Stamp(i, chunk);
-    open = writer->Write(request);
-  }
-  if (open) {
-    UploadExportPartRequest trailer;
-    trailer.mutable_trailer()->set_size_bytes(result->bytes);
-    trailer.mutable_trailer()->set_sha256(result->sha256);
-    writer->WriteLast(trailer, grpc::WriteOptions());
-  }
-  grpc::Status status = writer->Finish();
+  absl::StatusOr<UploadExportPartResponse> response = worker->Upload(part);
   result->seconds = static_cast<double>(NowNanos() - start) / 1e9;
-  if (status.ok() && response.part().size_bytes() != result->bytes) {
-    return grpc::Status(grpc::StatusCode::INTERNAL,
-                        absl::StrCat("the server recorded ", response.part().size_bytes(),
-                                     " bytes, not ", result->bytes));
+  if (!response.ok()) return response.status();
+  if (response->part().size_bytes() != result->bytes) {
+    return absl::InternalError(absl::StrCat("the server recorded ", response->part().size_bytes(),
+                                            " bytes, not ", result->bytes));
   }
-  return status;
+  return absl::OkStatus();
 }
 
 // Writes the payload to `path` and fdatasyncs it; returns the seconds from the first write to
@@ -1050,8 +1041,9 @@ absl::Status RunDd(const std::string& scratch, int64_t bytes, bool direct, absl:
 }
 
 UploadResult RunUploadOnce(const WorkerBenchContext& context, WorkerService::Stub* worker,
-                           ExportService::Stub* exports, const Payload& payload, int64_t bytes,
-                           int64_t chunk_bytes, absl::Duration timeout) {
+                           client::WorkerClient* uploader, ExportService::Stub* exports,
+                           const Payload& payload, int64_t bytes, int64_t chunk_bytes,
+                           absl::Duration timeout) {
   UploadResult result;
   result.bytes = bytes;
   result.chunk_bytes = chunk_bytes;
@@ -1075,9 +1067,10 @@ UploadResult RunUploadOnce(const WorkerBenchContext& context, WorkerService::Stu
     return result;
   }
   const std::string& job_id = claim.job().id();
-  status = UploadPayload(worker, job_id, claim.lease().token(), payload, timeout, &result);
-  if (!status.ok()) {
-    result.error = Failure("UploadExportPart", status);
+  if (absl::Status uploaded =
+          UploadPayload(uploader, job_id, claim.lease().token(), payload, &result);
+      !uploaded.ok()) {
+    result.error = absl::StrCat("UploadExportPart: ", uploaded.ToString());
     return result;
   }
   // Completing checks the server's record of the part; deleting frees the disk for the
@@ -1387,13 +1380,17 @@ int RunUploadBench(const WorkerBenchContext& context) {
   auto channel = NewChannel(context.address, 3000);
   auto worker = WorkerService::NewStub(channel);
   auto exports = ExportService::NewStub(channel);
+  client::CallOptions upload_options;
+  upload_options.timeout = timeout;
+  upload_options.retry.max_attempts = 1;
+  client::WorkerClient uploader(channel, upload_options);
   const Payload payload(bytes, chunk_bytes);
 
   int failures = 0;
   std::vector<UploadResult> results;
   for (int run = 0; run < context.runs; ++run) {
-    UploadResult result =
-        RunUploadOnce(context, worker.get(), exports.get(), payload, bytes, chunk_bytes, timeout);
+    UploadResult result = RunUploadOnce(context, worker.get(), &uploader, exports.get(), payload,
+                                        bytes, chunk_bytes, timeout);
     PrintLine(result.Json());
     if (!result.error.empty()) {
       ++failures;
