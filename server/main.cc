@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
+#include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "server/auth.h"
@@ -91,6 +92,10 @@ ABSL_FLAG(absl::Duration, min_client_ping_interval, absl::Seconds(10),
           "pinging more often get GOAWAY too_many_pings.");
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG, which leaves Mutex's deadlock detector on: a
+  // process-wide graph of lock order, updated under a global lock on every acquisition. The
+  // tests keep it; the service does not pay for it (docs/performance.md, "watch delivery").
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Part uploads allocate and free a chunk (1 MiB, up to --max_upload_chunk_bytes) per message,
   // on different threads. Keep such blocks in the heap instead of mapping, faulting in and
   // unmapping each one (about 0.3 CPU-s per GiB uploaded): the values glibc's own adaptive
