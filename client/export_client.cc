@@ -963,7 +963,8 @@ class WorkerClient::Impl {
 
   const std::unique_ptr<WorkerService::Stub> stub;
   const CallOptions* const options;
-  // UploadExportPart, called with its messages written as bytes (see UploadMessage).
+  // UploadExportPart, called with its messages written as bytes (see ChunkMessage) through
+  // the same ClientWriter factory the generated stub uses, with grpc::ByteBuffer as the message.
   const std::shared_ptr<grpc::Channel> channel;
   const grpc::internal::RpcMethod upload_method;
 };
