@@ -198,7 +198,7 @@ def build_rows(ours, bullmq):
     # 4. part upload.
     a = runs_of(ours, "upload")
     mb = col(a, "mb_per_sec")
-    row = Row("upload", "part upload (one UploadExportPart stream)", "MB/s", mb,
+    row = Row("upload", "part upload (one UploadExportPart stream, client library)", "MB/s", mb,
               "dd conv=fdatasync", col(a, "dd_mb_per_sec"),
               col(a, "ratio_vs_dd"), target=">= 0.8x dd", digits=0,
               note=f"{a[0]['bytes'] / 2**20:,.0f} MiB" if a else None)
