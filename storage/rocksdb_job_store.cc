@@ -169,6 +169,7 @@ struct Database {
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* default_handle = nullptr;
   Handles handles{};
+  bool read_only = false;
 
   Database() = default;
   Database(const Database&) = delete;
@@ -211,6 +212,7 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(const RocksDbJobStore::Op
       FromRocksDbStatus(opened, absl::StrCat("opening the job store at ", options.path)));
   auto database = std::make_unique<Database>();
   database->db.reset(db);
+  database->read_only = read_only;
   // On success RocksDB returns one handle per descriptor, in order.
   database->default_handle = handles[0];
   for (size_t i = 0; i < keys::kColumnFamilyCount; ++i) database->handles[i] = handles[i + 1];
@@ -225,6 +227,23 @@ class RocksDbJobStoreImpl final : public RocksDbJobStore {
 
   RocksDbJobStoreImpl(const RocksDbJobStoreImpl&) = delete;
   RocksDbJobStoreImpl& operator=(const RocksDbJobStoreImpl&) = delete;
+
+  // Writes every family's memtable to table files before the close, so that the next open has
+  // no log to replay (with the log on, RocksDB's Close leaves unflushed data to the log: after
+  // a burst of creates the next open replayed all of it, 1.1 s for 1,000,000 jobs, and then
+  // flushed it). Durability does not depend on it: every acknowledged write is in the synced
+  // log, and a flush that fails (or a close without one, as after a failed write or a crash)
+  // leaves the log to be replayed.
+  ~RocksDbJobStoreImpl() override {
+    if (database_ == nullptr || database_->read_only || write_failed_.load()) return;
+    std::vector<rocksdb::ColumnFamilyHandle*> families(database_->handles.begin(),
+                                                       database_->handles.end());
+    families.push_back(database_->default_handle);
+    rocksdb::FlushOptions options;
+    options.wait = true;
+    options.allow_write_stall = true;
+    database_->db->Flush(options, families).PermitUncheckedError();
+  }
 
   absl::Status Commit(std::span<const JobChange> changes) override {
     for (size_t i = 0; i < changes.size(); ++i) {
