@@ -1,6 +1,5 @@
 #include "server/watch_reactor.h"
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -12,6 +11,7 @@
 #include "server/grpc_status.h"
 #include "server/job_manager.h"
 #include "server/tenancy.h"
+#include "server/watch_queue.h"
 
 namespace exportd {
 namespace {
@@ -158,19 +158,18 @@ class WatchStream final : public WatchTarget {
   void ClearLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     queue_.clear();
     order_.clear();
-    latest_.clear();
+    latest_ = {};  // clear() would keep the table.
   }
 
   EventPtr PopLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EventPtr event;
     if (!queue_.empty()) {
-      event = std::move(queue_.front());
-      queue_.pop_front();
+      event = queue_.pop_front();
     } else if (!order_.empty()) {
-      auto it = latest_.find(order_.front());
+      auto it = latest_.find(order_.pop_front());
       event = std::move(it->second);
       latest_.erase(it);
-      order_.pop_front();
+      if (order_.empty()) latest_ = {};  // Frees the table, as the queues free theirs.
     }
     return event;
   }
@@ -204,10 +203,11 @@ class WatchStream final : public WatchTarget {
   EventPtr in_flight_ ABSL_GUARDED_BY(mu_);
   EventPtr pre_init_ ABSL_GUARDED_BY(mu_);
   int64_t last_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // Idle streams hold no memory for their queues (see WatchQueue).
   // One job: events in revision order.
-  std::deque<EventPtr> queue_ ABSL_GUARDED_BY(mu_);
+  WatchQueue<EventPtr> queue_ ABSL_GUARDED_BY(mu_);
   // All jobs: job ids in order of their first undelivered change, and each one's newest event.
-  std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);
+  WatchQueue<std::string> order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, EventPtr> latest_ ABSL_GUARDED_BY(mu_);
 };
 
