@@ -22,6 +22,7 @@
 #include "server/download_signer.h"
 #include "server/executor.h"
 #include "server/export_service.h"
+#include "server/heap_trim.h"
 #include "server/http_server.h"
 #include "server/job_events.h"
 #include "server/job_manager.h"
@@ -449,8 +450,15 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
   }
   impl->ticker = std::thread([impl = impl.get()] {
     absl::Time next_sweep = absl::Now();  // The first sweep runs at start.
+    HeapTrimPolicy trim_policy(impl->options.trim_heap_watcher_step);
     while (!impl->stop_ticker.WaitForNotificationWithTimeout(impl->options.tick_interval)) {
       impl->jobs->Tick();
+      if (const size_t watchers = impl->hub().watcher_count(); trim_policy.ShouldTrim(watchers)) {
+        const absl::Time start = absl::Now();
+        TrimHeap();
+        LogEvent(LogLevel::kDebug, "server.heap_trimmed",
+                 {{"watchers", watchers}, {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
+      }
       if (absl::Now() >= next_sweep) {
         next_sweep = absl::Now() + impl->options.janitor_interval;
         impl->jobs->Sweep(

@@ -71,6 +71,10 @@ struct ServerOptions {
   absl::Duration progress_interval = absl::Milliseconds(250);
   // How often leases are checked for expiry and waiting claims for their end.
   absl::Duration tick_interval = absl::Milliseconds(100);
+  // After the number of open watch streams has moved (up or down) by this many since the last
+  // time, the ticker gives the heap's free memory back to the system (server/heap_trim.h).
+  // 0: never.
+  size_t trim_heap_watcher_step = 1000;
   // How often the janitor runs (see JobManager::Sweep), and how long finished jobs are kept.
   absl::Duration janitor_interval = absl::Hours(1);
   absl::Duration job_retention = absl::Hours(24 * 30);
