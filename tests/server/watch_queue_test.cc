@@ -40,6 +40,10 @@ long LiveBlocksAfter(F f) {
   return live_blocks.load() - before;
 }
 
+// An empty queue is one pointer in its stream.
+static_assert(sizeof(WatchQueue<Event>) == sizeof(void*));
+static_assert(sizeof(WatchQueue<std::string>) == sizeof(void*));
+
 TEST(WatchQueueTest, EmptyQueueHoldsNoMemory) {
   std::unique_ptr<WatchQueue<Event>> events;
   std::unique_ptr<WatchQueue<std::string>> ids;
