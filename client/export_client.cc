@@ -920,16 +920,6 @@ grpc::ByteBuffer UploadMessage(const exportjobs::v1::UploadExportPartRequest& me
   return grpc::ByteBuffer(&bytes, 1);
 }
 
-bool ParseAnswer(const grpc::ByteBuffer& answer, google::protobuf::Message* message) {
-  std::vector<grpc::Slice> slices;
-  if (!answer.Dump(&slices).ok()) return false;
-  std::string bytes;
-  for (const grpc::Slice& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  return message->ParseFromString(bytes);
-}
-
 }  // namespace
 
 class WorkerClient::Impl {
@@ -1008,7 +998,9 @@ absl::StatusOr<exportjobs::v1::UploadExportPartResponse> WorkerClient::Upload(
     auto finish = [&]() -> absl::Status {
       absl::Status finished = FromGrpcStatus(stream->Finish());
       if (!finished.ok()) return finished;
-      if (!ParseAnswer(answer, &response)) {
+      if (!grpc::SerializationTraits<exportjobs::v1::UploadExportPartResponse>::Deserialize(
+               &answer, &response)
+               .ok()) {
         return absl::InternalError("UploadExportPart: the server's answer does not parse");
       }
       return absl::OkStatus();
