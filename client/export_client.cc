@@ -1,6 +1,7 @@
 #include "client/export_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <fstream>
@@ -891,11 +892,30 @@ namespace {
 // UploadExportPart's full name, for calling it with messages written as bytes.
 constexpr char kUploadMethod[] = "/exportjobs.v1.WorkerService/UploadExportPart";
 
+// The bytes behind an OwnedSlice. gRPC may drop a slice's last reference on another thread (one
+// that is sending other calls' messages on the shared connection), ordered after the slice's
+// creation by atomics inside libgrpc. `made` states that order in this file's own code: it is
+// released once the bytes are in place and acquired before they are freed, so the order holds
+// for every reader of this code, ThreadSanitizer included, which cannot see into libgrpc.
+struct SliceBytes {
+  explicit SliceBytes(std::string moved) : bytes(std::move(moved)) {
+    made.store(true, std::memory_order_release);
+  }
+  std::string bytes;
+  std::atomic<bool> made{false};
+};
+
 // A slice that owns `bytes` (moved, not copied).
 grpc::Slice OwnedSlice(std::string bytes) {
-  auto* owned = new std::string(std::move(bytes));
+  auto* owned = new SliceBytes(std::move(bytes));
   return grpc::Slice(
-      owned->data(), owned->size(), [](void* p) { delete static_cast<std::string*>(p); }, owned);
+      owned->bytes.data(), owned->bytes.size(),
+      [](void* p) {
+        auto* owned = static_cast<SliceBytes*>(p);
+        owned->made.load(std::memory_order_acquire);
+        delete owned;
+      },
+      owned);
 }
 
 // An UploadExportPartRequest holding only `chunk`, encoded as protobuf encodes it (the field's
