@@ -382,14 +382,17 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
   // A task ends with `status` (OK when it stopped for an error recorded meanwhile, or when the
   // file's creation is done), or the commit ends (`committed`). The last task to end finishes
-  // the upload when there is an error (the first recorded) or the part was committed.
+  // the upload when there is an error (the first recorded) or the part was committed. That need
+  // not be the commit: the header's task starts the first chunk's read before it ends, so the
+  // whole part may be read, written and committed before that task's own end.
   void EndTask(const absl::Status& status, bool committed = false) {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
       --tasks_;
       if (status_.ok() && !status.ok()) status_ = status;
-      if (tasks_ == 0 && (committed || !status_.ok())) finish = TakeFinish(status_.ok());
+      if (committed) committed_ = true;
+      if (tasks_ == 0 && (committed_ || !status_.ok())) finish = TakeFinish(status_.ok());
     }
     if (finish) Finish(*finish);
   }
@@ -429,8 +432,9 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   // Set when the trailer has come and the commit is left to the stage that finishes last.
   std::optional<UploadExportPartRequest::Trailer> trailer_ ABSL_GUARDED_BY(mu_);
-  int tasks_ ABSL_GUARDED_BY(mu_) = 0;        // Tasks running.
-  absl::Status status_ ABSL_GUARDED_BY(mu_);  // The first error.
+  int tasks_ ABSL_GUARDED_BY(mu_) = 0;           // Tasks running.
+  bool committed_ ABSL_GUARDED_BY(mu_) = false;  // The part is committed and recorded.
+  absl::Status status_ ABSL_GUARDED_BY(mu_);     // The first error.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
