@@ -35,7 +35,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -43,6 +42,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -383,8 +383,9 @@ class JobManager {
   Op CountOp();
 
   // The claim queue in memory: per entity type, (ready_at micros, id) of pending jobs, as
-  // committed. Committer thread only.
-  std::vector<std::set<std::pair<int64_t, std::string>>> ready_;
+  // committed. Committer thread only. A B-tree: many entries per node instead of a node each,
+  // so an insert (one per create) seldom allocates and a million entries load faster.
+  std::vector<absl::btree_set<std::pair<int64_t, std::string>>> ready_;
   std::deque<std::shared_ptr<ClaimState>> waiters_;
   std::atomic<int> waiting_{0};
 
