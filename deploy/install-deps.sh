@@ -9,7 +9,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev openssl zlib1g-dev libsqlite3-dev sqlite3 curl procps libcpp-httplib-dev
-  nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev libcli11-dev
+  nlohmann-json3-dev libspdlog-dev prometheus-cpp-dev libcli11-dev libjemalloc-dev
   python3 python3-grpcio python3-protobuf python3-yaml
   clang-14 libclang-rt-14-dev llvm-14
 )

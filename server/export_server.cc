@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/allocator.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -455,7 +456,7 @@ absl::StatusOr<std::unique_ptr<ExportServer>> ExportServer::Start(const ServerOp
       impl->jobs->Tick();
       if (const size_t watchers = impl->hub().watcher_count(); trim_policy.ShouldTrim(watchers)) {
         const absl::Time start = absl::Now();
-        TrimHeap();
+        ReleaseFreeMemory();
         LogEvent(LogLevel::kDebug, "server.heap_trimmed",
                  {{"watchers", watchers}, {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
       }

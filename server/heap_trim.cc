@@ -1,7 +1,5 @@
 #include "server/heap_trim.h"
 
-#include <malloc.h>
-
 namespace exportd {
 
 bool HeapTrimPolicy::ShouldTrim(size_t watchers) {
@@ -14,7 +12,5 @@ bool HeapTrimPolicy::ShouldTrim(size_t watchers) {
   at_last_trim_ = watchers;
   return true;
 }
-
-void TrimHeap() { malloc_trim(0); }
 
 }  // namespace exportd

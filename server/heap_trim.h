@@ -6,10 +6,13 @@
 // 10,000 idle watch streams closed, the server stayed at 230 MB resident (35 MB before they
 // opened); a trim took it to 68 MB. The ticker asks HeapTrimPolicy, once per tick, whether the
 // number of open streams has moved by `step` since the last trim and has stopped moving, and if
-// so calls TrimHeap: on the ticker's thread, holding no lock of ours. (Trims while streams were
-// still opening gave nothing back that lasted: the pages were reused before the burst ended.)
+// so calls ReleaseFreeMemory (common/allocator.h): on the ticker's thread, holding no lock of
+// ours. (Trims while streams were still opening gave nothing back that lasted: the pages were
+// reused before the burst ended.) These figures are glibc's malloc. jemalloc, the server's
+// allocator unless built with a sanitizer, gives freed pages back over about ten seconds of
+// further allocation; the purge makes it at once, idle server or not.
 //
-// Thread safety: HeapTrimPolicy is not thread-safe (the ticker alone uses it); TrimHeap is.
+// Thread safety: HeapTrimPolicy is not thread-safe (the ticker alone uses it).
 #pragma once
 
 #include <cstddef>
@@ -32,9 +35,5 @@ class HeapTrimPolicy {
   size_t at_last_trim_ = 0;
   size_t at_last_check_ = 0;
 };
-
-// Gives the free memory of every malloc arena back to the system (malloc_trim(0)). Takes
-// milliseconds for a heap of a few hundred MB; never call it on a gRPC thread.
-void TrimHeap();
 
 }  // namespace exportd

@@ -20,6 +20,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
+#include "common/allocator.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "server/auth.h"
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
   // on different threads. Keep such blocks in the heap instead of mapping, faulting in and
   // unmapping each one (about 0.3 CPU-s per GiB uploaded): the values glibc's own adaptive
   // thresholds reach at their maximum, fixed from the start (docs/performance.md, "Part upload").
+  // Only glibc's malloc reads these; jemalloc (common/allocator.h) keeps such blocks by itself.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
   absl::StatusOr<std::vector<char*>> positional = exportd::LoadConfig(
@@ -197,7 +199,8 @@ int main(int argc, char** argv) {
   exportd::LogEvent(exportd::LogLevel::kInfo, "server.starting",
                     {{"data_dir", options.data_dir},
                      {"grpc_address", options.grpc_address},
-                     {"http_address", options.http_address}});
+                     {"http_address", options.http_address},
+                     {"malloc", exportd::AllocatorName()}});
   if (!tokens_file.empty()) {
     // A bad tokens file at start refuses to start (one on reload keeps the old tokens).
     auto auth = exportd::Authenticator::FromFile(tokens_file);

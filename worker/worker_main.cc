@@ -44,6 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/export_client.h"
+#include "common/allocator.h"
 #include "common/catalog.h"
 #include "common/config.h"
 #include "common/logging.h"
@@ -245,7 +246,8 @@ int Run(const sigset_t& signals) {
             {"source", source},
             {"concurrency", absl::GetFlag(FLAGS_concurrency)},
             {"entity_types", absl::GetFlag(FLAGS_entity_types)},
-            {"work_dir", work_dir}});
+            {"work_dir", work_dir},
+            {"malloc", AllocatorName()}});
   (*runner)->Start();
   // Scripts and tests wait for this line: keep its form.
   std::cout << "export-worker " << worker_id << " ready" << std::endl;

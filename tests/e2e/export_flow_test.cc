@@ -965,6 +965,32 @@ TEST_F(ExportFlowTest, FilteredExportDownloadedWithCurlEqualsTheSqliteQuery) {
   EXPECT_EQ(range.body, file.substr(10, 90));
 }
 
+// The binaries run on the allocator the build links into them (EXPORTD_MALLOC: jemalloc unless
+// it is a sanitizer build), and say which in their starting lines.
+TEST_F(ExportFlowTest, ServerAndWorkerRunOnTheBuildsAllocator) {
+  ASSERT_OK(SeedDemo(10));
+  ASSERT_OK(StartServer());
+  ASSERT_OK_AND_ASSIGN(ChildProcess* const worker, StartWorker("w1"));
+  // Log lines are written by a background thread: a clean exit has written them all.
+  ASSERT_OK_AND_ASSIGN(const ExitStatus worker_exit, worker->Terminate(kProcessTimeout));
+  EXPECT_TRUE(worker_exit.success()) << worker_exit.ToString();
+  ASSERT_OK_AND_ASSIGN(const ExitStatus server_exit, server_->Terminate(kProcessTimeout));
+  EXPECT_TRUE(server_exit.success()) << server_exit.ToString();
+  const std::string malloc_field = absl::StrCat("\"malloc\":\"", EXPORTD_BINARY_MALLOC);
+  auto starting_line = [](const std::string& log, absl::string_view event) -> std::string {
+    for (absl::string_view line : absl::StrSplit(log, '\n')) {
+      if (absl::StrContains(line, absl::StrCat("\"event\":\"", event, "\""))) {
+        return std::string(line);
+      }
+    }
+    return "(no " + std::string(event) + " line)";
+  };
+  EXPECT_THAT(starting_line(server_->StderrTail(), "server.starting"),
+              ::testing::HasSubstr(malloc_field));
+  EXPECT_THAT(starting_line(worker->StderrText(), "worker.starting"),
+              ::testing::HasSubstr(malloc_field));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Multi-part files: the whole file is the parts joined in order, for csv and jsonl + gzip.
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/allocator.h"
 #include "gtest/gtest.h"
 
 namespace exportd {
@@ -87,7 +88,7 @@ TEST(HeapTrimTest, GivesFreedHeapPagesBack) {
   const long before = ResidentKib();
   ASSERT_GT(before, 0);
 
-  TrimHeap();
+  ReleaseFreeMemory();
 
   // 256 holes of 64 KiB: nearly all of their 16 MiB goes back.
   EXPECT_LT(ResidentKib(), before - 8 * 1024);
