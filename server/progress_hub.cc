@@ -5,13 +5,19 @@
 
 namespace exportd {
 
+ProgressHub::Targets& ProgressHub::Own(TargetList& list) {
+  if (list == nullptr) {
+    list = std::make_shared<Targets>();
+  } else if (deliveries_ > 0) {
+    list = std::make_shared<Targets>(*list);
+  }
+  return *list;
+}
+
 bool ProgressHub::Add(const std::string& id, std::shared_ptr<WatchTarget> target) {
   absl::MutexLock lock(&mu_);
   if (shut_down_) return false;
-  TargetList& list = id.empty() ? all_jobs_ : by_job_[id];
-  auto grown = list ? std::make_shared<Targets>(*list) : std::make_shared<Targets>();
-  grown->push_back(std::move(target));
-  list = std::move(grown);
+  Own(id.empty() ? all_jobs_ : by_job_[id]).push_back(std::move(target));
   ++count_;
   return true;
 }
@@ -25,18 +31,14 @@ void ProgressHub::Remove(const std::string& id, const WatchTarget* target) {
     list = &it->second;
   }
   if (!*list) return;
-  auto shrunk = std::make_shared<Targets>();
-  shrunk->reserve((*list)->size());
-  for (const auto& t : **list) {
-    if (t.get() != target) shrunk->push_back(t);
-  }
-  if (shrunk->size() == (*list)->size()) return;
+  const auto found = std::find_if((*list)->begin(), (*list)->end(),
+                                  [target](const auto& t) { return t.get() == target; });
+  if (found == (*list)->end()) return;
+  const auto index = found - (*list)->begin();
+  Targets& targets = Own(*list);
+  targets.erase(targets.begin() + index);
   --count_;
-  if (shrunk->empty() && !id.empty()) {
-    by_job_.erase(id);
-  } else {
-    *list = std::move(shrunk);
-  }
+  if (targets.empty() && !id.empty()) by_job_.erase(id);
 }
 
 void ProgressHub::Publish(const JobChange& change) {
@@ -84,12 +86,13 @@ void ProgressHub::Flush() {
 }
 
 void ProgressHub::Deliver(const EventPtr& shared, const std::string& tenant) {
-  TargetList job_targets;
-  TargetList all_targets;
+  std::shared_ptr<const Targets> job_targets;
+  std::shared_ptr<const Targets> all_targets;
   {
     absl::MutexLock lock(&mu_);
     if (auto it = by_job_.find(shared->job().id()); it != by_job_.end()) job_targets = it->second;
     all_targets = all_jobs_;
+    ++deliveries_;
   }
   if (job_targets) {
     for (const auto& t : *job_targets) t->Deliver(shared, tenant);
@@ -97,6 +100,10 @@ void ProgressHub::Deliver(const EventPtr& shared, const std::string& tenant) {
   if (all_targets) {
     for (const auto& t : *all_targets) t->Deliver(shared, tenant);
   }
+  job_targets.reset();
+  all_targets.reset();
+  absl::MutexLock lock(&mu_);
+  --deliveries_;
 }
 
 void ProgressHub::Shutdown() {
@@ -105,17 +112,21 @@ void ProgressHub::Shutdown() {
   for (auto& [id, throttle] : throttles_) {
     if (throttle.held) Deliver(std::exchange(throttle.held, nullptr), throttle.tenant);
   }
-  std::vector<TargetList> lists;
+  std::vector<std::shared_ptr<const Targets>> lists;
   {
     absl::MutexLock lock(&mu_);
     shut_down_ = true;
     for (const auto& [id, list] : by_job_) lists.push_back(list);
     lists.push_back(all_jobs_);
+    ++deliveries_;
   }
-  for (const TargetList& list : lists) {
+  for (const auto& list : lists) {
     if (!list) continue;
     for (const auto& t : *list) t->ServerShutdown();
   }
+  lists.clear();
+  absl::MutexLock lock(&mu_);
+  --deliveries_;
 }
 
 size_t ProgressHub::watcher_count() const {

@@ -65,9 +65,12 @@ class ProgressHub {
 
  private:
   using Targets = std::vector<std::shared_ptr<WatchTarget>>;
-  // Copy-on-write: Publish takes a reference to the current list under the lock and delivers
-  // without it.
-  using TargetList = std::shared_ptr<const Targets>;
+  // Copy-on-write: a delivery takes a reference to the current lists under the lock and delivers
+  // without it. Add and Remove change a list in place while no delivery runs (so that a burst of
+  // adds is not quadratic), and a copy while one does.
+  using TargetList = std::shared_ptr<Targets>;
+  // `list`, made safe to change: created, or copied while a delivery may hold it.
+  Targets& Own(TargetList& list) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Throttle {
     absl::Time last_delivered;
@@ -86,6 +89,8 @@ class ProgressHub {
   absl::flat_hash_map<std::string, TargetList> by_job_ ABSL_GUARDED_BY(mu_);
   TargetList all_jobs_ ABSL_GUARDED_BY(mu_);
   size_t count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Deliveries (and a shutdown) holding references to lists, from taking them to letting go.
+  int deliveries_ ABSL_GUARDED_BY(mu_) = 0;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
