@@ -1,9 +1,9 @@
 // Which malloc the process runs on, and giving its free memory back to the system.
 //
 // export-server, export-worker and exportd-bench link jemalloc (CMake's EXPORTD_MALLOC, on by
-// default; sanitizer and fuzzing builds keep glibc's malloc, which their runtimes replace): with
-// many threads allocating and freeing small blocks, glibc's malloc spent about a sixth of the
-// server's CPU per create (docs/performance.md, "durable create"). Everything else, the tests
+// default; sanitizer builds keep glibc's malloc, which their runtimes replace): with many threads
+// allocating and freeing small blocks, glibc's malloc spent about a sixth of the server's CPU per
+// create (docs/performance.md, "durable create"). Everything else, the tests and fuzz targets
 // among them, runs on glibc's. The code here works with either, deciding at run time.
 //
 // Thread safety: both functions may be called from any thread.
