@@ -11,6 +11,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -262,7 +263,11 @@ class LogCapture::Sink final : public spdlog::sinks::base_sink<std::mutex> {
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    lines_.emplace_back(msg.payload.data(), msg.payload.size());
+    // A LogBatch's message holds several lines.
+    for (absl::string_view line :
+         absl::StrSplit(absl::string_view(msg.payload.data(), msg.payload.size()), '\n')) {
+      lines_.emplace_back(line.data(), line.size());
+    }
   }
   void flush_() override {}
 
@@ -307,6 +312,39 @@ void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogF
 
 void LogEvent(LogLevel level, std::string_view event, const std::vector<LogField>& fields) {
   Write(level, event, fields.data(), fields.size());
+}
+
+void LogBatch::Add(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+  Add(level, event, fields.begin(), fields.size());
+}
+
+void LogBatch::Add(LogLevel level, std::string_view event, const std::vector<LogField>& fields) {
+  Add(level, event, fields.data(), fields.size());
+}
+
+void LogBatch::Add(LogLevel level, std::string_view event, const LogField* fields, size_t count) {
+  if (!LogEnabled(level)) return;
+  try {
+    std::string line = FormatLine(level, event, fields, count);
+    if (!text_.empty()) text_ += '\n';
+    text_ += line;
+    if (level > level_) level_ = level;
+  } catch (const std::exception&) {
+    // As in Write: logging never takes the caller down.
+  }
+}
+
+void LogBatch::Write() {
+  if (text_.empty()) return;
+  std::string text = std::move(text_);
+  text_.clear();
+  const LogLevel level = level_;
+  level_ = LogLevel::kDebug;
+  spdlog::logger* logger = Current();
+  try {
+    logger->log(ToSpdlog(level), spdlog::string_view_t(text.data(), text.size()));
+  } catch (const std::exception&) {
+  }
 }
 
 bool LogEnabled(LogLevel level) {

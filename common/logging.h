@@ -24,7 +24,8 @@
 // absl::GetFlag(FLAGS_log_level)}.
 //
 // Thread safety: LogEvent, LogEnabled and DroppedLogLines may be called from any thread at any
-// time. InitLogging and ShutdownLogging are for main(); LogCapture for tests.
+// time; a LogBatch belongs to one thread at a time. InitLogging and ShutdownLogging are for main();
+// LogCapture for tests.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +62,31 @@ void LogEvent(LogLevel level, std::string_view event, const std::vector<LogField
 // Whether lines of `level` are written (to skip building expensive fields).
 bool LogEnabled(LogLevel level);
 
+// Lines written together, for a burst of lines from one thread (a line per job of a group
+// commit): each Add formats its line at once, as LogEvent would (its own ts and level); Write,
+// or the destructor, hands all the lines added since to the logger as one message. The
+// asynchronous logger then queues and wakes its writer once for the burst instead of once per
+// line. The lines come out together, in the order added; their queue slot is one message.
+class LogBatch {
+ public:
+  LogBatch() = default;
+  ~LogBatch() { Write(); }
+  LogBatch(const LogBatch&) = delete;
+  LogBatch& operator=(const LogBatch&) = delete;
+
+  // Adds a line if `level` is enabled.
+  void Add(LogLevel level, std::string_view event, std::initializer_list<LogField> fields = {});
+  void Add(LogLevel level, std::string_view event, const std::vector<LogField>& fields);
+  // Writes the lines added so far, if any. Never throws.
+  void Write();
+
+ private:
+  void Add(LogLevel level, std::string_view event, const LogField* fields, size_t count);
+
+  std::string text_;                   // The lines, each followed by '\n' but the last.
+  LogLevel level_ = LogLevel::kDebug;  // The highest level of the lines.
+};
+
 struct LoggingOptions {
   LogLevel level = LogLevel::kInfo;
   // Write from a background thread through a queue of `queue_lines` lines (see above).
@@ -79,7 +105,8 @@ void InitLogging(const LoggingOptions& options);
 // For the end of main().
 void ShutdownLogging();
 
-// Lines dropped because the asynchronous queue was full, since InitLogging.
+// Messages dropped because the asynchronous queue was full, since InitLogging: each a line, or
+// the lines of one LogBatch.
 uint64_t DroppedLogLines();
 
 // For tests: while a LogCapture lives, lines go to it (synchronously, at level debug unless

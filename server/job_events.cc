@@ -116,6 +116,7 @@ std::string_view OutcomeName(JobEvent event) {
 }  // namespace
 
 void LogCommit(const CommitReport& report) {
+  LogBatch lines;
   for (size_t i = 0; i < report.changes.size(); ++i) {
     const JobChange& change = report.changes[i];
     const ChangeMeaning meaning = Classify(change, report.causes[i]);
@@ -137,7 +138,7 @@ void LogCommit(const CommitReport& report) {
       fields.emplace_back("worker_id", change.before->lease().worker_id());
       fields.emplace_back("attempt", change.before->job().attempt());
       fields.emplace_back("outcome", std::string(OutcomeName(meaning.event)));
-      LogEvent(level, EventName(meaning), fields);
+      lines.Add(level, EventName(meaning), fields);
       continue;
     }
     switch (meaning.event) {
@@ -189,7 +190,7 @@ void LogCommit(const CommitReport& report) {
       case JobEvent::kUpdated:
         break;
     }
-    LogEvent(level, EventName(meaning), fields);
+    lines.Add(level, EventName(meaning), fields);
   }
 }
 

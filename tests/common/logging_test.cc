@@ -283,6 +283,74 @@ TEST(LoggingTest, TheAsynchronousLoggerWritesALineWithoutWaitingForTheNext) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(Json::parse(lines[i])["i"], i);
 }
 
+TEST(LoggingTest, ABatchWritesItsLinesInOrderAsOneMessageWhenWritten) {
+  LogCapture capture(LogLevel::kInfo);
+  {
+    LogBatch batch;
+    batch.Add(LogLevel::kInfo, "job.created", {{"job_id", "a"}, {"revision", 1}});
+    batch.Add(LogLevel::kDebug, "job.progress", {{"job_id", "a"}});  // Below the level.
+    std::vector<LogField> fields;
+    fields.emplace_back("job_id", "b");
+    fields.emplace_back("error", "quote \" newline \n");
+    batch.Add(LogLevel::kWarn, "job.failed", fields);
+    EXPECT_TRUE(capture.Lines().empty()) << "lines written before the batch was";
+    batch.Write();
+    ASSERT_EQ(capture.Lines().size(), 2u);
+    batch.Add(LogLevel::kError, "job.last");
+  }  // Destruction writes what was added since.
+  std::vector<std::string> lines = capture.Lines();
+  ASSERT_EQ(lines.size(), 3u);
+  std::vector<Json> parsed;
+  for (const std::string& line : lines) parsed.push_back(Json::parse(line));
+  EXPECT_EQ(parsed[0]["event"], "job.created");
+  EXPECT_EQ(parsed[0]["level"], "info");
+  EXPECT_EQ(parsed[0]["revision"], 1);
+  EXPECT_EQ(parsed[1]["event"], "job.failed");
+  EXPECT_EQ(parsed[1]["level"], "warn");
+  EXPECT_EQ(parsed[1]["error"], "quote \" newline \n");
+  EXPECT_EQ(parsed[2]["event"], "job.last");
+  EXPECT_EQ(parsed[2]["level"], "error");
+}
+
+TEST(LoggingTest, ABatchWithNoLineWritesNothing) {
+  LogCapture capture(LogLevel::kWarn);
+  {
+    LogBatch batch;
+    batch.Add(LogLevel::kInfo, "hidden");
+    batch.Write();
+    LogBatch empty;
+  }
+  EXPECT_TRUE(capture.Lines().empty());
+}
+
+TEST(LoggingTest, TheAsynchronousLoggerWritesABatchAsWholeLinesAmongOthers) {
+  const std::string written = ChildStderr([] {
+    InitLogging({.level = LogLevel::kInfo, .async = true, .queue_lines = 1024});
+    std::thread other([] {
+      for (int i = 0; i < 200; ++i) LogEvent(LogLevel::kInfo, "single", {{"i", i}});
+    });
+    for (int b = 0; b < 20; ++b) {
+      LogBatch batch;
+      for (int i = 0; i < 10; ++i) batch.Add(LogLevel::kInfo, "batched", {{"i", b * 10 + i}});
+    }
+    other.join();
+    ShutdownLogging();
+  });
+  std::vector<std::string> lines = absl::StrSplit(written, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 400u) << written;
+  int batched = 0;
+  int single = 0;
+  for (const std::string& line : lines) {
+    const Json parsed = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(parsed.is_discarded()) << line;
+    // Each kind in its own order: a batch's lines stay together and in order.
+    if (parsed["event"] == "batched") EXPECT_EQ(parsed["i"], batched++);
+    if (parsed["event"] == "single") EXPECT_EQ(parsed["i"], single++);
+  }
+  EXPECT_EQ(batched, 200);
+  EXPECT_EQ(single, 200);
+}
+
 TEST(LoggingTest, AStuckStderrNeverBlocksTheCallerItDropsTheOldestLines) {
   // The child's stderr is a pipe nobody reads until the child has reported: once the pipe is
   // full the background writer waits, and the callers must not.
