@@ -312,7 +312,9 @@ class ServerMetrics::Impl {
     }
     prometheus::MetricFamily dropped;
     dropped.name = "exportd_log_lines_dropped_total";
-    dropped.help = "Log lines dropped because the asynchronous log queue was full.";
+    dropped.help =
+        "Log messages (a line, or a commit group's lines) dropped because the asynchronous log "
+        "queue was full.";
     dropped.type = prometheus::MetricType::Counter;
     prometheus::ClientMetric dropped_lines;
     dropped_lines.counter.value = static_cast<double>(DroppedLogLines());
