@@ -265,7 +265,8 @@ struct CallControl {
   int max_attempts = 0;
   // Called on the calling thread before each retry's backoff with the failed try's status, the
   // number of that try (from 1) and the backoff, e.g. to log it. May be unset.
-  std::function<void(const absl::Status& status, int attempt, absl::Duration backoff)> on_retry;
+  std::function<void(const absl::Status& status, int attempt, absl::Duration backoff)> on_retry =
+      nullptr;
 };
 
 // WorkerService: the internal protocol of export-worker. Every call is retried after the codes

@@ -94,7 +94,7 @@ struct LoggingOptions {
   size_t queue_lines = 8192;
   // When set, every line names the process after its level ("process":"export-server"), so
   // that the lines of several processes can share one log store.
-  std::string process;
+  std::string process = {};
 };
 
 // Replaces the process's logger with one on stderr. Lines already queued by an earlier
