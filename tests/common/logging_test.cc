@@ -344,8 +344,11 @@ TEST(LoggingTest, TheAsynchronousLoggerWritesABatchAsWholeLinesAmongOthers) {
     const Json parsed = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     ASSERT_FALSE(parsed.is_discarded()) << line;
     // Each kind in its own order: a batch's lines stay together and in order.
-    if (parsed["event"] == "batched") EXPECT_EQ(parsed["i"], batched++);
-    if (parsed["event"] == "single") EXPECT_EQ(parsed["i"], single++);
+    if (parsed["event"] == "batched") {
+      EXPECT_EQ(parsed["i"], batched++);
+    } else if (parsed["event"] == "single") {
+      EXPECT_EQ(parsed["i"], single++);
+    }
   }
   EXPECT_EQ(batched, 200);
   EXPECT_EQ(single, 200);
