@@ -1,5 +1,7 @@
 #include "common/logging.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -356,7 +358,8 @@ void InitLogging(const LoggingOptions& options) {
   std::shared_ptr<spdlog::logger> logger;
   if (options.async) {
     auto pool = std::make_shared<spdlog::details::thread_pool>(
-        options.queue_lines == 0 ? 1 : options.queue_lines, 1);
+        options.queue_lines == 0 ? 1 : options.queue_lines, 1,
+        [] { pthread_setname_np(pthread_self(), "log-writer"); });
     auto sink = std::make_shared<BurstStderrSink>(pool.get());
     logger = std::make_shared<spdlog::async_logger>("exportd", sink, pool,
                                                     spdlog::async_overflow_policy::overrun_oldest);

@@ -1,5 +1,7 @@
 #include "server/job_manager.h"
 
+#include <pthread.h>
+
 #include <optional>
 #include <utility>
 #include <vector>
@@ -92,6 +94,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Start(JobStore* store, c
     manager->count_started_ = absl::Now();
   }
   manager->committer_ = std::thread([m = manager.get()] { m->CommitLoop(); });
+  // Named for top -H, perf and /proc (at most 15 characters).
+  pthread_setname_np(manager->committer_.native_handle(), "job-committer");
   if (!last_id.empty()) manager->Enqueue(manager->CountOp());
   return manager;
 }

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -352,6 +354,65 @@ TEST(LoggingTest, TheAsynchronousLoggerWritesABatchAsWholeLinesAmongOthers) {
   }
   EXPECT_EQ(batched, 200);
   EXPECT_EQ(single, 200);
+}
+
+TEST(LoggingTest, TheAsynchronousLoggersThreadIsNamed) {
+  // The child logs a line; once the parent has read it, the writer thread has started (and
+  // named itself) for sure, and the child reports its threads' names.
+  int err[2];
+  int go[2];
+  int report[2];
+  ASSERT_EQ(pipe(err), 0);
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(err[0]);
+    close(go[1]);
+    close(report[0]);
+    dup2(err[1], 2);
+    InitLogging({.level = LogLevel::kInfo, .async = true, .queue_lines = 16});
+    LogEvent(LogLevel::kInfo, "started");
+    char c;
+    while (read(go[0], &c, 1) < 0) {
+    }
+    std::string names;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      if (std::getline(comm, name)) names += name + "\n";
+    }
+    if (write(report[1], names.data(), names.size()) < 0) _exit(2);
+    close(report[1]);
+    _exit(0);
+  }
+  close(err[1]);
+  close(go[0]);
+  close(report[1]);
+  std::string written;
+  char buffer[4096];
+  while (written.find("\"started\"") == std::string::npos) {
+    pollfd readable{err[0], POLLIN, 0};
+    if (poll(&readable, 1, 10000) <= 0) break;  // Ten seconds without the line: it never came.
+    const ssize_t n = read(err[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    written.append(buffer, static_cast<size_t>(n));
+  }
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  close(go[1]);
+  std::string names;
+  ssize_t n;
+  while ((n = read(report[0], buffer, sizeof(buffer))) > 0) names.append(buffer, n);
+  close(report[0]);
+  while (read(err[0], buffer, sizeof(buffer)) > 0) {
+  }
+  close(err[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_NE(written.find("\"started\""), std::string::npos) << written;
+  std::vector<std::string> threads = absl::StrSplit(names, '\n', absl::SkipEmpty());
+  EXPECT_THAT(threads, ::testing::Contains("log-writer")) << names;
 }
 
 TEST(LoggingTest, AStuckStderrNeverBlocksTheCallerItDropsTheOldestLines) {

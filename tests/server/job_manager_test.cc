@@ -5,6 +5,8 @@
 #include <openssl/sha.h>
 
 #include <array>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -195,6 +197,24 @@ class JobManagerTest : public ::testing::Test {
   absl::Mutex mu_;
   std::vector<std::string> published_ ABSL_GUARDED_BY(mu_);
 };
+
+// The names of this process's threads, from /proc.
+std::vector<std::string> ThreadNames() {
+  std::vector<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.push_back(name);
+  }
+  return names;
+}
+
+TEST_F(JobManagerTest, TheCommitterThreadIsNamed) {
+  // jobs_ is running: its committer is one of this process's threads, by name.
+  EXPECT_THAT(ThreadNames(), ::testing::Contains("job-committer"));
+  jobs_.reset();
+  EXPECT_THAT(ThreadNames(), ::testing::Not(::testing::Contains("job-committer")));
+}
 
 TEST_F(JobManagerTest, CancelOfProcessingJobRequestsCancellation) {
   ASSERT_OK_AND_ASSIGN(ExportJob job, Create());
