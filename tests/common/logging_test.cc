@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -243,6 +244,31 @@ TEST(LoggingTest, TheAsynchronousLoggerWritesEveryLineToStderrByShutdown) {
   EXPECT_EQ(Json::parse(lines[100])["event"], "after");
 }
 
+// Reads `fd` until what was read contains `needle`, the writer closes it, or ten seconds pass
+// without anything to read (the text never came); returns what was read.
+std::string ReadUntil(int fd, std::string_view needle) {
+  std::string read_so_far;
+  char buffer[4096];
+  while (read_so_far.find(needle) == std::string::npos) {
+    pollfd readable{fd, POLLIN, 0};
+    if (poll(&readable, 1, 10000) <= 0) break;
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n <= 0) break;
+    read_so_far.append(buffer, static_cast<size_t>(n));
+  }
+  return read_so_far;
+}
+
+// Reads `fd` to its end, closes it and returns what was read.
+std::string ReadAllAndClose(int fd) {
+  std::string all;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) all.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  return all;
+}
+
 TEST(LoggingTest, TheAsynchronousLoggerWritesALineWithoutWaitingForTheNext) {
   // The child logs one line and waits; the line must reach the pipe while it waits.
   int err[2];
@@ -264,15 +290,8 @@ TEST(LoggingTest, TheAsynchronousLoggerWritesALineWithoutWaitingForTheNext) {
   }
   close(err[1]);
   close(go[0]);
-  std::string written;
+  std::string written = ReadUntil(err[0], "\"alone\"");
   char buffer[4096];
-  while (written.find("\"alone\"") == std::string::npos) {
-    pollfd readable{err[0], POLLIN, 0};
-    if (poll(&readable, 1, 10000) <= 0) break;  // Ten seconds without the line: it never came.
-    const ssize_t n = read(err[0], buffer, sizeof(buffer));
-    if (n <= 0) break;
-    written.append(buffer, static_cast<size_t>(n));
-  }
   EXPECT_NE(written.find("\"alone\""), std::string::npos) << written;
   close(go[1]);
   while (read(err[0], buffer, sizeof(buffer)) > 0) {
@@ -389,24 +408,11 @@ TEST(LoggingTest, TheAsynchronousLoggersThreadIsNamed) {
   close(err[1]);
   close(go[0]);
   close(report[1]);
-  std::string written;
-  char buffer[4096];
-  while (written.find("\"started\"") == std::string::npos) {
-    pollfd readable{err[0], POLLIN, 0};
-    if (poll(&readable, 1, 10000) <= 0) break;  // Ten seconds without the line: it never came.
-    const ssize_t n = read(err[0], buffer, sizeof(buffer));
-    if (n <= 0) break;
-    written.append(buffer, static_cast<size_t>(n));
-  }
+  std::string written = ReadUntil(err[0], "\"started\"");
   ASSERT_EQ(write(go[1], "x", 1), 1);
   close(go[1]);
-  std::string names;
-  ssize_t n;
-  while ((n = read(report[0], buffer, sizeof(buffer))) > 0) names.append(buffer, n);
-  close(report[0]);
-  while (read(err[0], buffer, sizeof(buffer)) > 0) {
-  }
-  close(err[0]);
+  const std::string names = ReadAllAndClose(report[0]);
+  ReadAllAndClose(err[0]);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -439,14 +445,8 @@ TEST(LoggingTest, AStuckStderrNeverBlocksTheCallerItDropsTheOldestLines) {
   }
   close(err[1]);
   close(report[1]);
-  std::string dropped;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(report[0], buffer, sizeof(buffer))) > 0) dropped.append(buffer, n);
-  close(report[0]);
-  while (read(err[0], buffer, sizeof(buffer)) > 0) {
-  }
-  close(err[0]);
+  const std::string dropped = ReadAllAndClose(report[0]);
+  ReadAllAndClose(err[0]);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
