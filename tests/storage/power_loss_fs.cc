@@ -1,6 +1,7 @@
 #include "tests/storage/power_loss_fs.h"
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 namespace exportd::testing {
@@ -151,7 +152,8 @@ void PowerLossFileSystem::CrashAfter(int64_t n) {
   if (n <= 0) {
     crashed_ = true;
   } else {
-    crash_at_call_ = calls_ + n;
+    crash_thread_ = std::this_thread::get_id();
+    calls_before_crash_ = n;
   }
 }
 
@@ -160,15 +162,15 @@ bool PowerLossFileSystem::crashed() const {
   return crashed_;
 }
 
-int64_t PowerLossFileSystem::mutating_calls() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return calls_;
-}
-
 bool PowerLossFileSystem::CountCall() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!crashed_ && crash_at_call_ && calls_ >= *crash_at_call_) crashed_ = true;
-  ++calls_;
+  if (!crashed_ && calls_before_crash_ && std::this_thread::get_id() == crash_thread_) {
+    if (*calls_before_crash_ == 0) {
+      crashed_ = true;
+    } else {
+      --*calls_before_crash_;
+    }
+  }
   return crashed_;
 }
 
@@ -239,7 +241,7 @@ IOStatus PowerLossFileSystem::DropUnsyncedData() {
 void PowerLossFileSystem::Revive() {
   std::lock_guard<std::mutex> lock(mu_);
   crashed_ = false;
-  crash_at_call_.reset();
+  calls_before_crash_.reset();
 }
 
 IOStatus PowerLossFileSystem::OpenTracked(const std::string& fname, bool truncates,

@@ -11,7 +11,9 @@
 //    DropUnsyncedData removes a created file and undoes a rename: the file goes back to its old
 //    name, and what the rename replaced comes back (saved, truncated to its synced size, at the
 //    time of the rename). A rename counts as durable when the target's directory is fsynced.
-//  - The power cut: Crash(), or CrashAfter(n) mutating calls. From then on nothing becomes
+//  - The power cut: Crash(), or CrashAfter(n) mutating calls of the calling thread (so that a
+//    seed picks the same call whatever RocksDB's background threads do meanwhile; their calls
+//    do not count towards n, but are cut like any other). From then on nothing becomes
 //    durable: syncs and directory fsyncs still return OK but record nothing, so the program
 //    (RocksDB closing, flushing, compacting) runs on without meeting errors, and all it writes
 //    is undone by DropUnsyncedData. What could not be undone is refused with an IOError:
@@ -35,6 +37,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -57,12 +60,12 @@ class PowerLossFileSystem : public rocksdb::FileSystemWrapper {
 
   // The power goes off now: nothing written from now on becomes durable.
   void Crash();
-  // The power goes off before the n-th mutating call from now (n >= 0; 0 is Crash()).
+  // The power goes off before the n-th mutating call that the calling thread makes from now
+  // (n >= 0; 0 is Crash()). Other threads' calls (RocksDB's flushes and compactions) do not
+  // count: their number depends on timing, and would move the cut from one run to the next.
   void CrashAfter(int64_t n);
   // True once the power went off.
   bool crashed() const;
-  // The number of mutating calls made so far (for choosing crash points).
-  int64_t mutating_calls() const;
 
   // Makes the files on disk what a power cut would have left: truncates every tracked file to
   // its synced size, then undoes, newest first, the creates and renames whose directory was
@@ -127,8 +130,9 @@ class PowerLossFileSystem : public rocksdb::FileSystemWrapper {
 
   mutable std::mutex mu_;
   bool crashed_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t calls_ ABSL_GUARDED_BY(mu_) = 0;
-  std::optional<int64_t> crash_at_call_ ABSL_GUARDED_BY(mu_);
+  // Armed by CrashAfter: the thread whose calls count, and how many it may still make.
+  std::thread::id crash_thread_ ABSL_GUARDED_BY(mu_);
+  std::optional<int64_t> calls_before_crash_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingEntry> pending_ ABSL_GUARDED_BY(mu_);
 };

@@ -3,8 +3,9 @@
 // while the store is being opened. Also checks that the simulation really drops unsynced data,
 // so that these tests can fail.
 //
-// How a crash is modelled: the file system "loses power" at a chosen mutating call (or between
-// two commits): from then on nothing becomes durable, as on a machine that stopped; RocksDB's
+// How a crash is modelled: the file system "loses power" at a chosen mutating call of the test's
+// thread (or between two commits), wherever RocksDB's background flushes and compactions are
+// then: from then on nothing becomes durable, as on a machine that stopped; RocksDB's
 // syncs still return OK, so it runs on without meeting errors, but nothing it writes from then
 // on survives. Only then is the store destroyed: what RocksDB does on shutdown (flushing
 // memtables, writing the MANIFEST) is lost too, so a clean close cannot hide a lost write.
@@ -18,6 +19,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -304,7 +306,9 @@ class Workload {
 // side). Each round goes on with the store recovered in the previous one, or
 // (a fifth of the rounds, and the first) closes it and opens it again, with the power cut at a
 // random mutating call of the open; then makes 1 to 12 commits, with the power cut at a random
-// mutating call or, when that call is not reached, after the last commit.
+// mutating call or, when that call is not reached, after the last commit. The calls counted are
+// the test thread's own, so a seed cuts at the same calls in every run, however busy the
+// machine keeps RocksDB's background threads.
 class PowerLossSeedTest : public PowerLossTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(PowerLossSeedTest, KeepsEveryAcknowledgedCommit) {
@@ -317,21 +321,27 @@ TEST_P(PowerLossSeedTest, KeepsEveryAcknowledgedCommit) {
   std::unique_ptr<RocksDbJobStore> current;
   for (int cut = 0; cut < kCutsPerSeed; ++cut) {
     SCOPED_TRACE(absl::StrCat("seed ", seed, ", power cut ", cut));
-    const int64_t calls_at_start = fs_->mutating_calls();
     const bool cut_while_opening = current == nullptr || workload.Uniform(0, 4) == 0;
     const int commits = workload.Uniform(1, 12);
     absl::StatusOr<std::unique_ptr<RocksDbJobStore>> store = std::move(current);
+    // Where the cut was armed, in mutating calls of this thread (-1: not armed there).
+    int cut_in_open = -1;
+    int cut_in_commits = -1;
     if (cut_while_opening) {
       store->reset();
       // An open is some tens of mutating calls.
-      fs_->CrashAfter(workload.Uniform(0, 60));
+      cut_in_open = workload.Uniform(0, 60);
+      fs_->CrashAfter(cut_in_open);
       store = Open();
     }
     std::optional<std::vector<JobChange>> interrupted;
     if (store.ok()) {
       // A Commit is 2 to 4 mutating calls (WAL append, flush, sync, sometimes a directory
       // sync).
-      if (!fs_->crashed()) fs_->CrashAfter(workload.Uniform(0, 3 * commits + 3));
+      if (!fs_->crashed()) {
+        cut_in_commits = workload.Uniform(0, 3 * commits + 3);
+        fs_->CrashAfter(cut_in_commits);
+      }
       for (int i = 0; i < commits && !fs_->crashed(); ++i) {
         std::vector<JobChange> changes = workload.NextCommit(model);
         absl::Status status = (*store)->Commit(changes);
@@ -350,7 +360,6 @@ TEST_P(PowerLossSeedTest, KeepsEveryAcknowledgedCommit) {
       std::unique_ptr<RocksDbJobStore> none;
       PowerCut(&none);
     }
-    const int64_t cut_at_call = fs_->mutating_calls() - calls_at_start;
 
     ASSERT_OK_AND_ASSIGN(current, Open());
     const std::string diff = Diff(*current, model, workload.ids());
@@ -361,8 +370,8 @@ TEST_P(PowerLossSeedTest, KeepsEveryAcknowledgedCommit) {
       const std::string diff_with = Diff(*current, with_interrupted, workload.ids());
       ASSERT_TRUE(interrupted && diff_with.empty())
           << "acknowledged state lost after " << commits_acknowledged
-          << " acknowledged commits; power cut at mutating call " << cut_at_call << " of this round"
-          << (cut_while_opening ? " (the round began with an open)" : "") << "\nvs acknowledged:\n"
+          << " acknowledged commits; power cut armed at call " << cut_in_open << " of the open, "
+          << cut_in_commits << " of the commits (-1: not armed there)\nvs acknowledged:\n"
           << diff << "\nvs acknowledged + interrupted:\n"
           << diff_with;
       model = std::move(with_interrupted);
@@ -471,6 +480,45 @@ TEST_F(PowerLossFileSystemTest, SyncsAfterThePowerCutKeepNothing) {
   }
   fs_->Revive();
   EXPECT_EQ(ReadFile(Path("f")), "");
+}
+
+// The cut counts only the arming thread's calls: another thread's writes (as RocksDB's
+// compactions) neither bring it forward nor use up the calls before it.
+TEST_F(PowerLossFileSystemTest, CrashAfterCountsOnlyTheCallingThreadsCalls) {
+  std::unique_ptr<rocksdb::FSWritableFile> mine;
+  std::unique_ptr<rocksdb::FSWritableFile> other;
+  ASSERT_TRUE(fs_->NewWritableFile(Path("mine"), rocksdb::FileOptions(), &mine, nullptr).ok());
+  ASSERT_TRUE(fs_->NewWritableFile(Path("other"), rocksdb::FileOptions(), &other, nullptr).ok());
+  SyncDir();
+  fs_->CrashAfter(2);
+  std::thread before([&] {
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_TRUE(other->Append("b", rocksdb::IOOptions(), nullptr).ok());
+    }
+    EXPECT_TRUE(other->Sync(rocksdb::IOOptions(), nullptr).ok());
+  });
+  before.join();
+  EXPECT_FALSE(fs_->crashed());
+  EXPECT_TRUE(mine->Append("a", rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_TRUE(mine->Append("a", rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_FALSE(fs_->crashed());
+  EXPECT_TRUE(mine->Sync(rocksdb::IOOptions(), nullptr).ok());
+  EXPECT_TRUE(fs_->crashed());
+  // Once the power is off, it is off for every thread.
+  std::thread after([&] {
+    EXPECT_TRUE(other->Append("c", rocksdb::IOOptions(), nullptr).ok());
+    EXPECT_TRUE(other->Sync(rocksdb::IOOptions(), nullptr).ok());
+  });
+  after.join();
+  mine.reset();
+  other.reset();
+  {
+    const rocksdb::IOStatus dropped = fs_->DropUnsyncedData();
+    ASSERT_TRUE(dropped.ok()) << dropped.ToString();
+  }
+  fs_->Revive();
+  EXPECT_EQ(ReadFile(Path("mine")), "");
+  EXPECT_EQ(ReadFile(Path("other")), "bbbbb");
 }
 
 // The end-to-end control: RocksDB on the simulation loses a write that was not synced and keeps
