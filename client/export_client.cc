@@ -334,10 +334,21 @@ class ExportClient::Impl {
 
 namespace {
 
-// A request_id for a create that has none: random, 32 hex digits.
+// A request_id for a create that has none: 32 hex digits, a time in microseconds since the Unix
+// epoch and then 64 random bits. Like a UUIDv7, an id made later sorts later: the time is the
+// clock's, or one more than the last id's in this process when the clock has not moved on. So
+// the server's idempotency index (ordered by tenant and request_id) takes each new id at its
+// end, where the previous insert left off, instead of at a random place among all it holds.
 std::string NewRequestId() {
+  static std::atomic<int64_t> last_micros{0};
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  int64_t last = last_micros.load(std::memory_order_relaxed);
+  int64_t micros = std::max(now, last + 1);
+  while (!last_micros.compare_exchange_weak(last, micros, std::memory_order_relaxed)) {
+    micros = std::max(now, last + 1);
+  }
   thread_local absl::BitGen random;  // Seeded once per thread, not per create.
-  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(random),
+  return absl::StrFormat("%016x%016x", static_cast<uint64_t>(micros),
                          absl::Uniform<uint64_t>(random));
 }
 

@@ -170,9 +170,10 @@ class ExportClient {
 
   const CallOptions& options() const { return options_; }
 
-  // CreateExportJob. When request.request_id is empty, one is generated (random, 32 hex digits)
-  // before the first try, so that a retry after UNAVAILABLE can't create a second job; the
-  // returned job's request_id tells which.
+  // CreateExportJob. When request.request_id is empty, one is generated before the first try
+  // (32 hex digits: the time in microseconds, then 64 random bits, so that later ids sort later),
+  // so that a retry after UNAVAILABLE can't create a second job; the returned job's request_id
+  // tells which.
   // Coalesced with concurrent creates (CoalesceOptions) unless `cancel` is given: a cancellable
   // create is its own CreateExportJob call.
   absl::StatusOr<exportjobs::v1::ExportJob> Create(exportjobs::v1::CreateExportJobRequest request,

@@ -19,6 +19,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -1049,6 +1050,33 @@ TEST_F(ExportClientTest, CreateManyAnswersEachRequestInOrderNamingFailedItems) {
   EXPECT_EQ(results[3]->entity_type(), exportjobs::v1::ENTITY_TYPE_PEOPLE);
   EXPECT_THAT(results[3]->request_id(), MatchesRegex("[0-9a-f]{32}"));  // generated
   EXPECT_EQ(ListedJobs(server_), 2);
+}
+
+TEST_F(ExportClientTest, GeneratedRequestIdsSortInTheOrderTheyWereMade) {
+  // A generated request_id starts with the time it was made (microseconds since the Unix epoch,
+  // 16 hex digits), so that the server's idempotency index takes new ids at its end.
+  const int64_t before = absl::ToUnixMicros(absl::Now());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(MustCreate().request_id());
+  // Made in one loop, within microseconds of each other: still in order.
+  const std::vector<absl::StatusOr<ExportJob>> many =
+      client_.CreateMany(std::vector<CreateExportJobRequest>(8, AccountsRequest()));
+  for (const absl::StatusOr<ExportJob>& job : many) {
+    ASSERT_OK(job);
+    ids.push_back(job->request_id());
+  }
+  const int64_t after = absl::ToUnixMicros(absl::Now());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(ids[i]);
+    ASSERT_THAT(ids[i], MatchesRegex("[0-9a-f]{32}"));
+    uint64_t micros = 0;
+    ASSERT_TRUE(absl::SimpleHexAtoi(ids[i].substr(0, 16), &micros));
+    EXPECT_GE(static_cast<int64_t>(micros), before);
+    // At most one microsecond ahead of the clock per id made before it.
+    EXPECT_LE(static_cast<int64_t>(micros), after + static_cast<int64_t>(ids.size()));
+    if (i > 0) EXPECT_GT(ids[i], ids[i - 1]);
+  }
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size());
 }
 
 TEST_F(ExportClientTest, ConcurrentCreatesFromManyThreadsAllSucceedWithJobsOfTheirOwn) {
