@@ -89,7 +89,8 @@ class LogBatch {
 
 struct LoggingOptions {
   LogLevel level = LogLevel::kInfo;
-  // Write from a background thread through a queue of `queue_lines` lines (see above).
+  // Write from a background thread through a queue of `queue_lines` messages: a message is one
+  // line, or all the lines of one LogBatch (see above).
   bool async = false;
   size_t queue_lines = 8192;
   // When set, every line names the process after its level ("process":"export-server"), so
